@@ -1,0 +1,66 @@
+# The project's two commands are `make demo` (the pipeline on the local stack) and `make test`.
+# Everything is installed idempotently into .venv/ and .local/ (both git-ignored).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+include stack/versions.env
+
+PY      := .venv/bin/python
+PYTEST  := .venv/bin/pytest
+MVN_PROPS := -Dkafka.version=$(KAFKA_VERSION) -Ddebezium.version=$(DEBEZIUM_VERSION) \
+	-Dcassandra.version=$(CASSANDRA_VERSION) -Dspark.version=$(SPARK_VERSION) \
+	-Dscala.binary=$(SCALA_BINARY) -Dscc.version=$(SPARK_CASSANDRA_CONNECTOR_VERSION) \
+	-Dlog4j2.version=$(LOG4J2_VERSION)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: help setup system-packages up down status clean test test-unit demo bench simulator
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: system-packages .venv/.installed .local/lib/.installed .env  ## install everything (safe to rerun)
+
+system-packages:  ## Debian packages: PostgreSQL, Java 17, Maven (only what is missing)
+	@missing=""; \
+	[ -x /usr/lib/postgresql/$(POSTGRES_MAJOR)/bin/postgres ] || missing="$$missing postgresql-$(POSTGRES_MAJOR) postgresql-client-$(POSTGRES_MAJOR)"; \
+	command -v java >/dev/null && java -version 2>&1 | grep -q 'version "17' || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v pgrep >/dev/null || missing="$$missing procps"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	  if [ -d /etc/postgresql ]; then $(SUDO) service postgresql stop >/dev/null 2>&1 || true; fi; \
+	fi
+
+.venv/.installed: requirements.txt
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+.local/lib/.installed: stack/versions.env stack/maven/pom.xml $(wildcard stack/maven/*/pom.xml)
+	mvn -B -q -f stack/maven/pom.xml package $(MVN_PROPS)
+	touch $@
+
+.env: .env.example
+	@[ -f .env ] || $(PY) -m stack env
+
+up: setup  ## start every service and wait until each answers
+	$(PY) -m stack up
+
+down:  ## stop every service (data is kept)
+	@[ -x $(PY) ] && $(PY) -m stack down || true
+
+status:  ## one line per service; exit 0 only when all are healthy
+	@$(PY) -m stack status
+
+clean:  ## stop everything and delete the local data and logs (.local/data, .local/logs)
+	@echo "This deletes every local database, topic and table under .local/data."
+	@[ -x $(PY) ] && $(PY) -m stack clean || true
+
+test: up  ## the whole test suite (brings the stack up first)
+	$(PYTEST) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; exit $$rc
+
+test-unit: .venv/.installed  ## only the tests that need no service
+	$(PYTEST) -m "not integration" $(PYTEST_ARGS)
