@@ -64,3 +64,12 @@ test: up  ## the whole test suite (brings the stack up first)
 
 test-unit: .venv/.installed  ## only the tests that need no service
 	$(PYTEST) -m "not integration" $(PYTEST_ARGS)
+
+demo: up  ## the main job: the whole pipeline on the local stack (real API when reachable, else the simulator)
+	$(PY) -m stack.demo
+
+bench: up  ## every benchmark side by side with the naive way; writes bench/results.json
+	$(PY) -m bench
+
+simulator: .venv/.installed  ## the Binance simulator on 127.0.0.1:8765 (offline demos)
+	$(PY) -m simulator --port 8765

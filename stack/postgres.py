@@ -150,8 +150,9 @@ def bootstrap(settings) -> None:
     import psycopg2
     from psycopg2 import sql
 
-    with psycopg2.connect(admin_dsn(settings)) as conn:
-        conn.autocommit = True
+    conn = psycopg2.connect(admin_dsn(settings))
+    conn.autocommit = True  # CREATE DATABASE refuses to run in a transaction
+    try:
         with conn.cursor() as cur:
             roles = (
                 (settings.pg_app_user, settings.secret("pg_app_password"), sql.SQL("LOGIN")),
@@ -166,6 +167,8 @@ def bootstrap(settings) -> None:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.pg_database,))
             if not cur.fetchone():
                 cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.pg_database)))
+    finally:
+        conn.close()
     for path in sorted(SQL_DIR.glob("*.sql")):
         log.info("postgres: applying %s", path.relative_to(PROJECT))
         psql(settings, *sql_variables(settings), "-f", str(path))
