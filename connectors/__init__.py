@@ -1,0 +1,1 @@
+"""Kafka Connect connector configs (JSON) and their registration (connectors.register)."""
