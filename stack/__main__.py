@@ -55,7 +55,14 @@ def up(settings, names: list[str]) -> None:
         ensure_ready(name)
 
 
+# Jobs `make demo` leaves running in the background; stopped before the services they use.
+BACKGROUND_JOBS = ("spark_streaming", "simulator")
+
+
 def down(names: list[str]) -> None:
+    if set(names) == set(SERVICE_MODULES):
+        for job in BACKGROUND_JOBS:
+            process.stop(job)
     for name in reversed(names):
         service(name).stop()
 
