@@ -1,0 +1,164 @@
+"""Cassandra sessions from settings, and applying the cql/ files to any cluster.
+
+`connect(settings)` opens a session as the application role (CASSANDRA_APP_USER); pass `user`/`password`
+for another role (the stack's bootstrap uses the admin). Contact points, port and local data centre come
+from settings, so the same code reaches the local node or a remote cluster.
+
+The files in cql/ stay plain cqlsh-appliable: they name the keyspace `binance_test` and use the
+single-node replication map. `cql_statements()` splits a file into statements and swaps those two literals
+for settings.cassandra_keyspace and settings.cassandra_replication; `apply_cql_dir()` runs every file in
+order.
+
+Decimals stay exact on every path: cassandra-driver 3.30 renders a Decimal bound to a non-prepared statement
+through float (`cql_encode_decimal` -> `float(val)`: 2820413769.36626970 arrives as 2820413769.3662696), so
+sessions from `connect()` render it from its exact text instead; prepared statements were exact already.
+Needs cassandra-driver; tests/unit/test_cassandra_conn.py covers the pure parts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger(__name__)
+
+FILE_KEYSPACE = "binance_test"
+# The replication map the files are written with; whitespace may vary.
+FILE_REPLICATION = re.compile(
+    r"\{\s*'class'\s*:\s*'SimpleStrategy'\s*,\s*'replication_factor'\s*:\s*1\s*\}"
+)
+_KEYSPACE_WORD = re.compile(rf"\b{FILE_KEYSPACE}\b")
+
+
+class CqlSyntaxError(ValueError):
+    """A .cql file that cannot be split (an unterminated string or comment)."""
+
+
+def split_statements(text: str) -> list[str]:
+    """Statements of a CQL script without comments (`--`, `//`, `/* */`), split on `;` outside quotes."""
+    statements: list[str] = []
+    current: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        two = text[i:i + 2]
+        if two in ("--", "//"):
+            end = text.find("\n", i)
+            i = n if end == -1 else end  # keep the newline as a separator
+            continue
+        if two == "/*":
+            end = text.find("*/", i + 2)
+            if end == -1:
+                raise CqlSyntaxError(f"unterminated /* comment starting at offset {i}")
+            current.append(" ")
+            i = end + 2
+            continue
+        if two == "$$":
+            end = text.find("$$", i + 2)
+            if end == -1:
+                raise CqlSyntaxError(f"unterminated $$ string starting at offset {i}")
+            current.append(text[i:end + 2])
+            i = end + 2
+            continue
+        if ch in ("'", '"'):
+            j = i + 1
+            while True:
+                j = text.find(ch, j)
+                if j == -1:
+                    raise CqlSyntaxError(f"unterminated {ch} quote starting at offset {i}")
+                if text[j + 1:j + 2] == ch:  # doubled quote is an escaped quote
+                    j += 2
+                    continue
+                break
+            current.append(text[i:j + 1])
+            i = j + 1
+            continue
+        if ch == ";":
+            statements.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    statements.append("".join(current))
+    return [s.strip() for s in statements if s.strip()]
+
+
+def substitute(statement: str, keyspace: str, replication: str) -> str:
+    """Swap the files' keyspace name and single-node replication map for the configured ones."""
+    statement = FILE_REPLICATION.sub(lambda _: replication, statement)
+    return _KEYSPACE_WORD.sub(keyspace, statement)
+
+
+def cql_statements(text: str, keyspace: str, replication: str) -> list[str]:
+    return [substitute(s, keyspace, replication) for s in split_statements(text)]
+
+
+def cql_decimal_literal(value: Decimal) -> str:
+    """A Decimal as an exact CQL literal (keeps every digit and the scale)."""
+    if value.is_snan():
+        raise ValueError(f"signalling NaN {value!r} has no CQL literal")
+    return str(value)  # '123.4500', '1E+3', 'NaN', 'Infinity', '-Infinity' are all valid CQL literals
+
+
+def connect(settings, user: str | None = None, password: str | None = None, keyspace: str | None = None,
+            timeout: float = 10.0):
+    """A cassandra.cluster.Session; close it with `session.cluster.shutdown()` (or use `session_scope`)."""
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+    if user is None:
+        user, password = settings.cassandra_app_user, settings.secret("cassandra_app_password")
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.cassandra_local_dc)),
+        request_timeout=timeout,
+    )
+    cluster = Cluster(
+        contact_points=list(settings.cassandra_hosts),
+        port=settings.cassandra_port,
+        auth_provider=PlainTextAuthProvider(username=user, password=password),
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        connect_timeout=timeout,
+        control_connection_timeout=timeout,
+    )
+    try:
+        session = cluster.connect(keyspace)
+    except Exception:
+        cluster.shutdown()
+        raise
+    session.encoder.mapping[Decimal] = cql_decimal_literal
+    return session
+
+
+@contextmanager
+def session_scope(settings, **kwargs) -> Iterator:
+    session = connect(settings, **kwargs)
+    try:
+        yield session
+    finally:
+        session.cluster.shutdown()
+
+
+def apply_cql_file(session, path: Path, settings) -> int:
+    """Execute every statement of one .cql file; returns how many ran."""
+    statements = cql_statements(Path(path).read_text(), settings.cassandra_keyspace, settings.cassandra_replication)
+    for statement in statements:
+        try:
+            session.execute(statement)
+        except Exception as exc:
+            raise RuntimeError(f"{path}: statement failed: {statement[:200]!r}: {exc}") from exc
+    log.info("cql: applied %s (%d statements, keyspace %s)", Path(path).name, len(statements),
+             settings.cassandra_keyspace)
+    return len(statements)
+
+
+def apply_cql_dir(session, directory: Path, settings) -> int:
+    """Apply every *.cql file in name order; returns the number of statements run."""
+    files = sorted(Path(directory).glob("*.cql"))
+    if not files:
+        raise FileNotFoundError(f"no .cql files in {directory}")
+    return sum(apply_cql_file(session, path, settings) for path in files)
