@@ -33,7 +33,9 @@ POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 PROVIDED_ENV = ("PG_REPLICATION_PASSWORD",)
 HEAP = ["-Xms512m", "-Xmx768m"]
 JVM_FLAGS = ["-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-             "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true"]
+             "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+             # log4j2's own shutdown hook would close the logs before the service's shutdown lines.
+             "-Dlog4j2.shutdownHookEnabled=false"]
 
 WORKER_SETTINGS = {
     "group.id": "binance-connect",

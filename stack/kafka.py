@@ -34,7 +34,9 @@ NODE_ID = 1
 HEAP = ["-Xms512m", "-Xmx512m"]
 # kafka-run-class.sh's GC flags, minus the ones only a big heap needs.
 JVM_FLAGS = ["-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-             "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true"]
+             "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+             # log4j2's own shutdown hook would close the logs before the service's shutdown lines.
+             "-Dlog4j2.shutdownHookEnabled=false"]
 
 # One node: every internal topic has one replica, and a consumer group starts without the 3 s wait for
 # more members that only helps a real cluster.
