@@ -1,0 +1,206 @@
+"""Pure functions: one Binance JSON answer -> rows (tuples in `Dataset.columns` order).
+
+Every value comes from the column's `api_field` (object key or array index) and is converted by the
+column's kind: decimals with `Decimal(str)` (scale kept, floats refused), times from epoch milliseconds to
+tz-aware UTC, ids to int. Columns without `api_field` are derived here: the symbol asked for, the kline
+interval, `is_closed` (close_time < Binance server time), the book side and level, and the server time of
+the answer (`captured_at`, `observed_at`). Rows Binance sends for a dead symbol (a zero last price, as
+MATICUSDT after its migration) are dropped and reported, never loaded as prices.
+
+No I/O; tested with recorded answers in tests/fixtures/binance/.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Callable, Mapping, Sequence
+
+from binance_cdc.datasets import Column, Dataset
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+SYMBOL_RE = re.compile(r"^[A-Z0-9_.-]{1,20}$")  # Binance's '^[A-Z0-9-_.]{1,20}$'
+
+
+class TransformError(ValueError):
+    """The answer does not have the documented shape; the message names dataset, symbol and field."""
+
+
+@dataclass
+class Transformed:
+    rows: list[tuple] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)  # symbol -> why its rows were not kept
+
+
+def invalid_symbols(symbols: Sequence[str]) -> list[str]:
+    return [s for s in symbols if not isinstance(s, str) or not SYMBOL_RE.fullmatch(s)]
+
+
+def to_decimal(value: Any) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool) or isinstance(value, float):
+        raise TypeError(f"refusing {type(value).__name__} {value!r}: decimals must arrive as strings")
+    if isinstance(value, (str, int)):
+        return Decimal(value if isinstance(value, int) else value.strip())
+    raise TypeError(f"cannot read {value!r} as a decimal")
+
+
+def ms_to_utc(ms: Any) -> datetime:
+    if isinstance(ms, bool) or not isinstance(ms, int):
+        raise TypeError(f"expected integer epoch milliseconds, got {ms!r}")
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def to_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a JSON boolean, got {value!r}")
+    return value
+
+
+def to_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected a JSON integer, got {value!r}")
+    return value
+
+
+def to_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "decimal": to_decimal,
+    "timestamp": ms_to_utc,
+    "bigint": to_int,
+    "int": to_int,
+    "boolean": to_bool,
+    "text": to_text,
+}
+
+
+def build_row(
+    dataset: Dataset,
+    obj: Mapping[str, Any] | Sequence[Any],
+    derived: Mapping[str, Any],
+    outer: Mapping[str, Any] | None = None,
+) -> tuple:
+    """One row: derived values by column name, else `obj[api_field]` (or `outer[api_field]` for keys
+    that live one level up, like depth's lastUpdateId), converted by kind."""
+    values = []
+    for column in dataset.columns:
+        if column.name in derived:
+            values.append(derived[column.name])
+            continue
+        values.append(_field(dataset, column, obj, outer, derived.get("symbol")))
+    return tuple(values)
+
+
+def _field(dataset: Dataset, column: Column, obj: Any, outer: Any, symbol: Any) -> Any:
+    key = column.api_field
+    if key is None:
+        raise TransformError(f"{dataset.name}: column {column.name} has no api_field and no derived value")
+    source = obj
+    if isinstance(key, str) and not isinstance(obj, Mapping):
+        source = outer
+    try:
+        raw = source[key]
+    except (KeyError, IndexError, TypeError):
+        raise TransformError(f"{dataset.name} {symbol}: answer lacks field {key!r} ({column.name})") from None
+    try:
+        return CONVERTERS[column.kind](raw)
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise TransformError(f"{dataset.name} {symbol}: field {key!r} ({column.name}): {exc}") from None
+
+
+def _expect_list(dataset: Dataset, payload: Any, symbol: str | None) -> list:
+    if not isinstance(payload, list):
+        raise TransformError(f"{dataset.name} {symbol or ''}: expected a JSON array, got {type(payload).__name__}")
+    return payload
+
+
+def recent_trades(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
+    rows = [build_row(dataset, t, {"symbol": symbol}) for t in _expect_list(dataset, payload, symbol)]
+    by_id = {row[dataset.column_names.index("trade_id")]: row for row in rows}
+    return Transformed(sorted(by_id.values(), key=lambda r: r[dataset.column_names.index("trade_id")]))
+
+
+def order_book(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
+    if not isinstance(payload, Mapping):
+        raise TransformError(f"{dataset.name} {symbol}: expected a JSON object with bids/asks")
+    rows = []
+    for side, key in (("bid", "bids"), ("ask", "asks")):
+        for level, entry in enumerate(payload.get(key) or (), start=1):
+            derived = {"symbol": symbol, "side": side, "level": level, "captured_at": server_time}
+            rows.append(build_row(dataset, entry, derived, outer=payload))
+    return Transformed(rows)
+
+
+def klines(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
+    rows = []
+    close_at = dataset.column(  # index of close_time in the 12-element kline array
+        "close_time"
+    ).api_field
+    for kline in _expect_list(dataset, payload, symbol):
+        try:
+            closed = ms_to_utc(kline[close_at]) < server_time
+        except (IndexError, TypeError) as exc:
+            raise TransformError(f"{dataset.name} {symbol}: bad kline {kline!r}: {exc}") from None
+        derived = {"symbol": symbol, "interval": dataset.params["interval"], "is_closed": closed}
+        rows.append(build_row(dataset, kline, derived))
+    return Transformed(rows)
+
+
+def is_dead_ticker(ticker: Mapping[str, Any]) -> bool:
+    """A symbol that no longer trades answers a zero last price (with count 0 and firstId -1)."""
+    price = ticker.get("lastPrice", ticker.get("price"))
+    try:
+        return price is not None and to_decimal(price) == 0
+    except (TypeError, ArithmeticError):
+        return False
+
+
+def _tickers(dataset: Dataset, payload: Any, derived: Mapping[str, Any]) -> Transformed:
+    items = [payload] if isinstance(payload, Mapping) else _expect_list(dataset, payload, None)
+    out = Transformed()
+    for ticker in items:
+        symbol = ticker.get("symbol") if isinstance(ticker, Mapping) else None
+        if is_dead_ticker(ticker):
+            out.dropped[str(symbol)] = (
+                f"zero ticker (lastPrice/price {ticker.get('lastPrice', ticker.get('price'))}, "
+                f"count {ticker.get('count')}, firstId {ticker.get('firstId')}): symbol does not trade"
+            )
+            continue
+        out.rows.append(build_row(dataset, ticker, derived))
+    return out
+
+
+def daily_ticker(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
+    return _tickers(dataset, payload, {})
+
+
+def latest_prices(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
+    return _tickers(dataset, payload, {"observed_at": server_time})
+
+
+TRANSFORMS: dict[str, Callable[..., Transformed]] = {
+    "recent_trades": recent_trades,
+    "order_book": order_book,
+    "klines": klines,
+    "daily_ticker": daily_ticker,
+    "latest_prices": latest_prices,
+}
+
+
+def transform(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
+    """Rows of `dataset` from one answer; `symbol` is the one asked for (None for batched tickers)."""
+    if server_time.tzinfo is None:
+        raise ValueError("server_time must be tz-aware UTC")
+    try:
+        fn = TRANSFORMS[dataset.name]
+    except KeyError:
+        raise KeyError(f"no transform for dataset {dataset.name!r}") from None
+    return fn(dataset, payload, symbol=symbol, server_time=server_time)

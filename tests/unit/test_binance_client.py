@@ -1,0 +1,175 @@
+"""Weight accounting, header parsing, budget decisions and answer decoding of the Binance client (no I/O)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+import requests
+from requests.structures import CaseInsensitiveDict
+
+from binance_cdc import datasets as ds
+from binance_cdc.binance_client import (
+    BadResponseError,
+    BannedError,
+    BinanceClient,
+    BinanceError,
+    RestrictedLocationError,
+    UnknownSymbolError,
+    WeightBudget,
+    chunks,
+    parse_server_time,
+    parse_used_weight,
+    request_weight,
+    symbols_param,
+)
+
+
+@pytest.mark.parametrize(
+    "dataset, n, weight",
+    [
+        (ds.RECENT_TRADES, 1, 25),
+        (ds.ORDER_BOOK, 1, 5),  # limit 100
+        (ds.KLINES, 1, 2),
+        (ds.DAILY_TICKER, 1, 2),
+        (ds.DAILY_TICKER, 20, 2),
+        (ds.DAILY_TICKER, 21, 40),
+        (ds.DAILY_TICKER, 100, 40),
+        (ds.DAILY_TICKER, 101, 80),
+        (ds.LATEST_PRICES, 1, 4),
+        (ds.LATEST_PRICES, 500, 4),
+    ],
+)
+def test_documented_weights(dataset, n, weight):
+    assert request_weight(dataset, n) == weight
+
+
+def test_depth_weight_tiers_follow_the_limit():
+    from dataclasses import replace
+
+    for limit, weight in ((100, 5), (101, 25), (500, 25), (1000, 50), (5000, 250)):
+        assert request_weight(replace(ds.ORDER_BOOK, params={"limit": limit})) == weight
+
+
+def test_default_ten_symbol_cycle_fits_the_default_budget():
+    n = len(ds.DEFAULT_SYMBOLS)
+    per_symbol = sum(request_weight(d) * n for d in ds.DATASETS.values() if not d.batched)
+    batched = sum(request_weight(d, n) for d in ds.DATASETS.values() if d.batched)
+    assert per_symbol + batched + 20 == 346 < 6000 * 0.5
+
+
+def test_symbols_param_is_compact_json_and_chunks_stay_in_the_40_tier():
+    assert symbols_param(["BTCUSDT", "BNBUSDT"]) == '["BTCUSDT","BNBUSDT"]'
+    parts = chunks([f"S{i}" for i in range(250)])
+    assert [len(p) for p in parts] == [100, 100, 50]
+
+
+def test_header_parsing():
+    assert parse_used_weight(CaseInsensitiveDict({"x-mbx-used-weight-1m": "57"})) == 57
+    assert parse_used_weight(CaseInsensitiveDict({"X-MBX-USED-WEIGHT": "12"})) == 12
+    assert parse_used_weight(CaseInsensitiveDict({"X-MBX-USED-WEIGHT-1M": "x"})) is None
+    assert parse_used_weight(CaseInsensitiveDict()) is None
+    when = parse_server_time(CaseInsensitiveDict({"Date": "Tue, 14 Nov 2023 22:13:20 GMT"}))
+    assert when == datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc) and when.tzinfo is not None
+    assert parse_server_time(CaseInsensitiveDict({"Date": "garbage"})) is None
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_budget_sends_while_under_limit_and_waits_for_next_window_when_over():
+    clock = FakeClock(1_699_999_990.0)  # 10 s into a minute window
+    budget = WeightBudget(100, clock, clock.sleep)
+    for _ in range(4):
+        budget.reserve(25)
+        budget.settle(25, None)
+    assert budget.used == 100 and clock.slept == []
+    assert budget.wait_needed(25) == pytest.approx(50.05)
+    budget.reserve(25)  # sleeps into the next window, then sends
+    assert clock.slept == [pytest.approx(50.05)] and budget.in_flight == 25 and budget.used == 0
+
+
+def test_budget_adopts_server_count_and_counts_in_flight():
+    clock = FakeClock(1_700_000_010.0)
+    budget = WeightBudget(3000, clock, clock.sleep)
+    budget.reserve(40)
+    assert budget.in_flight == 40
+    headers = CaseInsensitiveDict({"X-MBX-USED-WEIGHT-1M": "2990", "Date": "Tue, 14 Nov 2023 22:13:30 GMT"})
+    budget.settle(40, headers)  # another process on this IP used most of the minute
+    assert budget.used == 2990 and budget.in_flight == 0
+    assert budget.wait_needed(5) == 0 and budget.wait_needed(25) > 0
+    with pytest.raises(BinanceError, match="exceeds the whole budget"):
+        budget.wait_needed(3001)
+
+
+def test_budget_follows_the_server_clock_window():
+    clock = FakeClock(1_700_000_010.0)  # local clock 22:13:30 UTC
+    budget = WeightBudget(100, clock, clock.sleep)
+    # Server clock says 22:14:59 (window differs from the local one): the server's window counts.
+    budget.settle(0, CaseInsensitiveDict({"X-MBX-USED-WEIGHT-1M": "90", "Date": "Tue, 14 Nov 2023 22:14:59 GMT"}))
+    assert budget.used == 90
+    assert budget.wait_needed(25) == pytest.approx(1.05, abs=0.1)
+
+
+def response(status: int, body: bytes, headers: dict | None = None) -> requests.Response:
+    r = requests.Response()
+    r.status_code = status
+    r._content = body
+    r.headers = CaseInsensitiveDict(headers or {})
+    r.url = "https://api.binance.com/api/v3/trades?symbol=BTCUSDT"
+    r.reason = "reason"
+    return r
+
+
+@pytest.fixture
+def client():
+    c = BinanceClient("https://api.binance.com/")
+    yield c
+    c.close()
+
+
+def test_decode_keeps_numbers_exact(client):
+    payload = client._decode(response(200, b'{"price": "4.00000200", "x": 0.1, "id": 7}'), "t")
+    assert payload == {"price": "4.00000200", "x": Decimal("0.1"), "id": 7}
+    assert client.base_url == "https://api.binance.com"
+
+
+def test_truncated_body_is_a_bad_response(client):
+    with pytest.raises(BadResponseError, match="invalid JSON"):
+        client._decode(response(200, b'[{"id": 1, "price": "4.0'), "recent_trades BTCUSDT")
+
+
+def test_unknown_symbol_is_its_own_error(client):
+    with pytest.raises(UnknownSymbolError, match="recent_trades NOPE"):
+        client._decode(response(400, json.dumps({"code": -1121, "msg": "Invalid symbol."}).encode()), "recent_trades NOPE")
+
+
+def test_418_stops_the_client_with_retry_after(client):
+    body = b'{"code":-1003,"msg":"Way too much request weight used; IP banned until 1659146400000."}'
+    with pytest.raises(BannedError, match=r"418.*Retry-After 120") as info:
+        client._decode(response(418, body, {"Retry-After": "120"}), "klines BTCUSDT")
+    assert info.value.retry_after == "120" and client.stopped is info.value
+    with pytest.raises(BannedError):
+        client.get("/api/v3/klines", {}, 2, "klines ETHUSDT")  # no request once banned
+
+
+def test_451_suggests_the_market_data_url(client):
+    with pytest.raises(RestrictedLocationError, match="BINANCE_BASE_URL=https://data-api.binance.vision"):
+        client._decode(response(451, b'{"code":0,"msg":"restricted"}'), "exchangeInfo")
+
+
+def test_other_http_errors_name_the_request(client):
+    with pytest.raises(BinanceError, match=r"klines BTCUSDT: HTTP 400 .*-1120"):
+        client._decode(response(400, b'{"code":-1120,"msg":"Invalid interval."}'), "klines BTCUSDT")
