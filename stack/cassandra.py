@@ -186,8 +186,17 @@ def _answers(settings, user: str, password: str) -> bool:
         session.cluster.shutdown()
 
 
+AUTH_REFUSED_GRACE_S = 15.0
+
+
 def wait_ready(settings, timeout: float = 180) -> None:
-    """Ready = an authenticated query answered, as the admin or (before the first bootstrap) the default role."""
+    """Ready = an authenticated query answered, as the admin or (before the first bootstrap) the default role.
+
+    A node that keeps refusing both logins is up but misconfigured (admin password changed in .env): after a
+    grace period (the default role appears just after startup) it counts as ready, and bootstrap() then
+    fails with an error that says what to do instead of this wait timing out.
+    """
+    first_refusal: list[float] = []
 
     def answers() -> bool:
         try:
@@ -195,7 +204,15 @@ def wait_ready(settings, timeout: float = 180) -> None:
         except Exception as exc:
             if not _is_auth_failure(exc):
                 raise
-        return _answers(settings, DEFAULT_ROLE, DEFAULT_ROLE)
+        try:
+            return _answers(settings, DEFAULT_ROLE, DEFAULT_ROLE)
+        except Exception as exc:
+            if not _is_auth_failure(exc):
+                raise
+            first_refusal[:1] = first_refusal[:1] or [time.monotonic()]
+            if time.monotonic() - first_refusal[0] >= AUTH_REFUSED_GRACE_S:
+                return True
+            raise
 
     process.wait_until("cassandra", answers, timeout, log_name=NAME, interval=1.0)
 
