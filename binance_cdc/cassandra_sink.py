@@ -1,0 +1,230 @@
+"""Write decoded Debezium changes to Cassandra: idempotent, ordered by the WAL position, nothing dropped.
+
+Every statement carries `USING TIMESTAMP <source.lsn>`: for each cell the change with the later LSN wins,
+whatever order the writes arrive in, so replayed micro-batches, restarts and duplicate deliveries can
+neither resurrect an old value nor add a row. c/r/u upsert the whole row from `after`; d deletes the key
+computed from `before` (bucket included). Tombstones (null values) are counted and skipped. A message
+that cannot be decoded, or whose values Cassandra cannot hold exactly (a timestamp finer than a
+millisecond), becomes a row of `dead_letters` with the raw bytes and the reason.
+Consequence of LSN timestamps: when Postgres is re-initialised (LSNs start low again) the Cassandra
+tables must be truncated as well.
+
+`plan()` is pure (messages -> writes, dead letters, counts); `CassandraSink` prepares the statements once
+and executes writes as UNLOGGED batches of one partition each (bounded size) with bounded concurrency.
+`write_partition()` is what spark_streaming.py runs on each executor (needs cassandra-driver there).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator
+
+from binance_cdc import datasets
+from binance_cdc.debezium import Change, DecodeError, Tombstone, decode
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_TABLE = "dead_letters"
+DEAD_LETTER_COLUMNS = {
+    "topic": "text", "received_date": "date", "partition": "int", "kafka_offset": "bigint",
+    "kafka_key": "blob", "payload": "blob", "error": "text", "received_at": "timestamp",
+}
+DEAD_LETTER_KEY = ("topic", "received_date", "partition", "kafka_offset")
+MAX_BATCH_STATEMENTS = 50  # one partition per batch; small enough to stay under batch_size_warn
+DEFAULT_CONCURRENCY = 16
+COUNTERS = ("c", "r", "u", "d", "tombstone", "dead_letter")
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class Write:
+    table: str
+    delete: bool
+    partition_key: tuple
+    params: tuple  # bind values in statement order, the LSN timestamp included
+    topic: str
+    offset: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message: Message
+    error: str
+
+
+@dataclass
+class Plan:
+    writes: list[Write]
+    dead_letters: list[DeadLetter]
+    counts: dict[str, Counter]  # topic -> Counter of COUNTERS
+
+
+def millis(moment: datetime) -> datetime:
+    """Cassandra timestamps hold milliseconds: refuse anything finer rather than truncate it silently."""
+    if moment.microsecond % 1000:
+        raise ValueError(f"{moment.isoformat()} has sub-millisecond precision, which Cassandra timestamp "
+                         "cannot hold")
+    return moment
+
+
+def upsert_columns(dataset: datasets.Dataset) -> tuple[str, ...]:
+    return tuple(dataset.cql_columns)
+
+
+def key_columns(dataset: datasets.Dataset) -> tuple[str, ...]:
+    return dataset.cql_partition_key + dataset.cql_clustering_key
+
+
+def to_write(change: Change, written_at: datetime, offset: int) -> Write:
+    d = change.dataset
+    for col in d.columns:
+        if col.kind == "timestamp" and change.row[col.name] is not None:
+            try:
+                millis(change.row[col.name])
+            except ValueError as exc:
+                raise DecodeError(f"{change.topic}: {col.name}: {exc}") from None
+    partition_key = tuple(change.cql_key()[c] for c in d.cql_partition_key)
+    if change.is_delete:
+        key = change.cql_key()
+        params = (change.lsn, *(key[c] for c in key_columns(d)))
+    else:
+        row = change.cql_row(written_at)
+        params = (*(row[c] for c in upsert_columns(d)), change.lsn)
+    return Write(d.name, change.is_delete, partition_key, params, change.topic, offset)
+
+
+def plan(messages: Iterable[Message], written_at: datetime | None = None) -> Plan:
+    """Decode messages into writes; failures become dead letters. Pure apart from the clock default."""
+    written_at = written_at or now_millis()
+    writes: list[Write] = []
+    dead: list[DeadLetter] = []
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for msg in messages:
+        try:
+            result = decode(msg.topic, msg.key, msg.value)
+            if isinstance(result, Tombstone):
+                counts[msg.topic]["tombstone"] += 1
+                continue
+            writes.append(to_write(result, written_at, msg.offset))
+            counts[msg.topic][result.op] += 1
+        except DecodeError as exc:
+            dead.append(DeadLetter(msg, str(exc)))
+            counts[msg.topic]["dead_letter"] += 1
+    return Plan(writes, dead, dict(counts))
+
+
+def now_millis() -> datetime:
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond - now.microsecond % 1000)
+
+
+def batches_by_partition(writes: list[Write], limit: int = MAX_BATCH_STATEMENTS) -> list[list[Write]]:
+    """Writes grouped per (table, partition key), cut into chunks of at most `limit` statements."""
+    groups: dict[tuple, list[Write]] = defaultdict(list)
+    for w in writes:
+        groups[(w.table, w.partition_key)].append(w)
+    return [group[i:i + limit] for group in groups.values() for i in range(0, len(group), limit)]
+
+
+class CassandraSink:
+    """Prepared statements of one keyspace; `apply(plan)` executes a plan's writes and dead letters."""
+
+    def __init__(self, session, keyspace: str, concurrency: int = DEFAULT_CONCURRENCY) -> None:
+        self.session = session
+        self.keyspace = keyspace
+        self.concurrency = concurrency
+        self.upserts = {}
+        self.deletes = {}
+        for d in datasets.DATASETS.values():
+            cols = upsert_columns(d)
+            self.upserts[d.name] = session.prepare(
+                f"INSERT INTO {keyspace}.{d.name} ({', '.join(cols)}) "
+                f"VALUES ({', '.join('?' * len(cols))}) USING TIMESTAMP ?")
+            where = " AND ".join(f"{c} = ?" for c in key_columns(d))
+            self.deletes[d.name] = session.prepare(
+                f"DELETE FROM {keyspace}.{d.name} USING TIMESTAMP ? WHERE {where}")
+        cols = tuple(DEAD_LETTER_COLUMNS)
+        self.dead_letter = session.prepare(
+            f"INSERT INTO {keyspace}.{DEAD_LETTER_TABLE} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})")
+
+    def statement(self, w: Write):
+        return (self.deletes if w.delete else self.upserts)[w.table].bind(w.params)
+
+    def apply(self, p: Plan) -> None:
+        from cassandra.concurrent import execute_concurrent
+        from cassandra.query import BatchStatement, BatchType
+
+        requests = []
+        for chunk in batches_by_partition(p.writes):
+            if len(chunk) == 1:
+                requests.append((self.statement(chunk[0]), None))
+                continue
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for w in chunk:
+                batch.add(self.statement(w))
+            requests.append((batch, None))
+        received = now_millis()
+        for dl in p.dead_letters:
+            m = dl.message
+            requests.append((self.dead_letter.bind((
+                m.topic, received.date(), m.partition, m.offset, m.key, m.value, dl.error, received)), None))
+        if requests:
+            # raise_on_first_error: a failed write fails the Spark task, which retries the whole partition;
+            # the LSN timestamps make that replay harmless.
+            execute_concurrent(self.session, requests, concurrency=self.concurrency, raise_on_first_error=True)
+
+
+# --- executor side -------------------------------------------------------------------------------------
+
+_SINKS: dict[tuple, CassandraSink] = {}
+_SINKS_LOCK = threading.Lock()
+
+
+def sink_for(conf: dict) -> CassandraSink:
+    """One session + prepared statements per Python worker process, reused across micro-batches."""
+    key = (tuple(conf["hosts"]), conf["port"], conf["user"], conf["keyspace"])
+    with _SINKS_LOCK:
+        sink = _SINKS.get(key)
+        if sink is None:
+            from binance_cdc.cassandra_conn import connect
+            from types import SimpleNamespace
+
+            settings = SimpleNamespace(cassandra_hosts=conf["hosts"], cassandra_port=conf["port"],
+                                       cassandra_local_dc=conf["local_dc"])
+            session = connect(settings, user=conf["user"], password=conf["password"])
+            sink = _SINKS[key] = CassandraSink(session, conf["keyspace"], conf.get("concurrency",
+                                                                                   DEFAULT_CONCURRENCY))
+    return sink
+
+
+def write_partition(rows: Iterable[Any], conf: dict) -> Iterator[tuple[str, str, int]]:
+    """mapPartitions body: Kafka rows (topic, partition, offset, key, value) -> (topic, counter, n) stats."""
+    messages = [Message(r[0], r[1], r[2], None if r[3] is None else bytes(r[3]),
+                        None if r[4] is None else bytes(r[4])) for r in rows]
+    if not messages:
+        return iter(())
+    p = plan(messages)
+    sink_for(conf).apply(p)
+    for dl in p.dead_letters:
+        log.warning("dead letter %s[%d]@%d: %s", dl.message.topic, dl.message.partition, dl.message.offset,
+                    dl.error)
+    return iter([(topic, name, n) for topic, counter in p.counts.items() for name, n in counter.items()])
+
+
+def summarize(stats: Iterable[tuple[str, str, int]]) -> dict[str, Counter]:
+    totals: dict[str, Counter] = defaultdict(Counter)
+    for topic, name, n in stats:
+        totals[topic][name] += n
+    return dict(totals)
