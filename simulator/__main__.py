@@ -1,0 +1,60 @@
+"""Run the Binance simulator until Ctrl-C, logging one line per request.
+
+    python -m simulator --port 8765 [--latency-ms 50] [--symbols 100 | BTCUSDT,ETHUSDT] [--dead MATICUSDT]
+                        [--seed 1] [--weight-limit 6000] [--frozen]
+
+The virtual clock follows the wall clock (the market keeps trading) unless --frozen; either way
+POST /_sim/advance {"seconds": N} moves it forward. Needs nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+
+from simulator.server import BinanceSimulator
+from simulator.symbols import DEFAULT_DEAD, DEFAULT_SYMBOLS, universe
+
+
+def parse_symbols(raw: str | None) -> tuple[str, ...]:
+    if raw is None:
+        return DEFAULT_SYMBOLS
+    if raw.isdigit():
+        return universe(int(raw))
+    return tuple(s.strip() for s in raw.split(",") if s.strip())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--symbols", help="a count (first N of the universe) or a comma-separated list")
+    parser.add_argument("--dead", default=",".join(DEFAULT_DEAD), help="comma-separated dead symbols")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--weight-limit", type=int, default=6000)
+    parser.add_argument("--frozen", action="store_true", help="virtual clock moves only by /_sim/advance")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    sim = BinanceSimulator(
+        symbols=parse_symbols(args.symbols),
+        dead_symbols=tuple(s for s in args.dead.split(",") if s),
+        latency_ms=args.latency_ms,
+        seed=args.seed,
+        weight_limit=args.weight_limit,
+        host=args.host,
+        port=args.port,
+        realtime=not args.frozen,
+    )
+    sim.start()
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        logging.getLogger("simulator").info("stopping")
+    finally:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()
