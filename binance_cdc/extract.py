@@ -79,6 +79,7 @@ class DatasetReport:
 class CycleReport:
     exit_code: int = EXIT_OK
     datasets: list[DatasetReport] = field(default_factory=list)
+    symbols: list[str] = field(default_factory=list)  # extracted (tradable) symbols
     skipped_symbols: dict[str, str] = field(default_factory=dict)
     weight: int = 0
     message: str = ""
@@ -263,6 +264,10 @@ def run(
             pg_load.release_run_lock(conn)
         for dataset_report in report.datasets:
             dataset_report.log_line()
+        log.info(
+            "cycle: exit=%d symbols=%d skipped=%s weight=%d",
+            report.exit_code, len(report.symbols), ",".join(report.skipped_symbols) or "-", report.weight,
+        )
     finally:
         conn.close()
         if own_client:
@@ -295,7 +300,7 @@ def _cycle(client, conn, symbols, chosen, report: CycleReport, max_workers: int)
                 dataset_report.errors.append(str(exc))
             load_dataset(conn, dataset, fetched, dataset_report)
             report.weight += dataset_report.weight
-    log.info("cycle: symbols=%d skipped=%s weight=%d", len(keep), ",".join(skipped) or "-", report.weight)
+    report.symbols = keep
     if client.stopped is not None:
         _stop(report, client.stopped)
     elif any(d.errors for d in report.datasets):

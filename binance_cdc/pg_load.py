@@ -7,7 +7,7 @@ target, then one `INSERT ... SELECT ... ON CONFLICT (primary key)`:
   so an unchanged open kline or price writes nothing and emits no CDC event. `<compared>` is every non-key
   column except the observation times we derive from the answer's Date header (`observed_at`,
   `captured_at`): they change every cycle and alone are no change of the data.
-Inserted and updated rows are counted with `RETURNING (xmax = 0)`. Column lists, keys and types come from
+Inserted and updated rows are counted with `RETURNING (xmax = 0)` ("ignore": the row count). Column lists, keys and types come from
 binance_cdc.datasets; every identifier goes through psycopg2.sql and no data is ever formatted into SQL.
 
 The caller owns the transaction (one per dataset). Needs: settings group "postgres".
@@ -70,28 +70,66 @@ def release_run_lock(conn, key: int = RUN_LOCK_KEY) -> None:
 
 
 def _copy_text(value: Any) -> str:
+    """Any supported value as COPY text (used where the column kind is not known)."""
     if value is None:
         return r"\N"
     if isinstance(value, bool):
-        return "t" if value else "f"
+        return _copy_bool(value)
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: every time must be tz-aware UTC")
-        return value.isoformat()
+        return _copy_timestamp(value)
+    if isinstance(value, (int, Decimal)):
+        return _copy_number(value)
     if isinstance(value, float):
         raise TypeError(f"float {value!r} reached the loader: decimals must be Decimal")
-    if isinstance(value, (int, Decimal)):
-        return str(value)
-    text = str(value)
-    if any(c in text for c in "\\\t\n\r"):
+    return _copy_str(str(value))
+
+
+def _copy_bool(value: Any) -> str:
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    raise TypeError(f"expected a bool, got {value!r}")
+
+
+def _copy_timestamp(value: Any) -> str:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: every time must be tz-aware UTC")
+    return value.isoformat()
+
+
+def _copy_number(value: Any) -> str:
+    if type(value) is float:
+        raise TypeError(f"float {value!r} reached the loader: decimals must be Decimal")
+    return str(value)
+
+
+def _copy_str(text: str) -> str:
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
         text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
     return text
 
 
-def copy_buffer(rows: Iterable[Sequence[Any]]) -> io.StringIO:
-    """Rows as PostgreSQL COPY text format (tab-separated, \\N for NULL)."""
+_BY_KIND = {
+    "decimal": _copy_number,
+    "bigint": _copy_number,
+    "int": _copy_number,
+    "timestamp": _copy_timestamp,
+    "boolean": _copy_bool,
+    "text": _copy_text,
+    "date": _copy_text,
+}
+
+
+def copy_buffer(rows: Iterable[Sequence[Any]], dataset: Dataset | None = None) -> io.StringIO:
+    """Rows as PostgreSQL COPY text format (tab-separated, \\N for NULL). With `dataset`, each column is
+    formatted by its kind (the fast path); nullable columns go through the generic formatter."""
     buf = io.StringIO()
-    buf.writelines("\t".join(map(_copy_text, row)) + "\n" for row in rows)
+    if dataset is None:
+        buf.writelines("\t".join(map(_copy_text, row)) + "\n" for row in rows)
+    else:
+        fmts = [_copy_text if c.nullable else _BY_KIND[c.kind] for c in dataset.columns]
+        buf.writelines("\t".join([f(v) for f, v in zip(fmts, row)]) + "\n" for row in rows)
     buf.seek(0)
     return buf
 
@@ -119,8 +157,11 @@ def upsert_statement(dataset: Dataset, target: sql.Composable, staging: sql.Iden
     col_list = sql.SQL(", ").join(cols)
     pk = sql.SQL(", ").join(sql.Identifier(k) for k in dataset.primary_key)
     if dataset.on_conflict == "ignore":
-        action = sql.SQL("DO NOTHING")
-    elif dataset.on_conflict == "update":
+        # Nothing is ever updated, so the row count is the inserted count: no RETURNING needed.
+        return sql.SQL(
+            "INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {staging} ON CONFLICT ({pk}) DO NOTHING"
+        ).format(target=target, cols=col_list, staging=staging, pk=pk)
+    if dataset.on_conflict == "update":
         non_key = [c for c in dataset.column_names if c not in dataset.primary_key]
         compared = compared_columns(dataset)
         action = sql.SQL("DO UPDATE SET {sets} WHERE ({mine}) IS DISTINCT FROM ({theirs})").format(
@@ -162,9 +203,11 @@ def load(conn, dataset: Dataset, rows: Sequence[tuple], target: sql.Composable |
             sql.SQL("COPY {} ({}) FROM STDIN").format(
                 staging, sql.SQL(", ").join(sql.Identifier(c) for c in dataset.column_names)
             ).as_string(conn),
-            copy_buffer(dedupe(dataset, rows)),
+            copy_buffer(dedupe(dataset, rows) if dataset.on_conflict == "update" else rows, dataset),
         )
         cur.execute(upsert_statement(dataset, target, staging))
+        if dataset.on_conflict == "ignore":
+            return LoadResult(cur.rowcount, 0)
         inserted, updated = cur.fetchone()
     return LoadResult(inserted, updated)
 

@@ -130,7 +130,8 @@ def test_every_dataset_has_a_transform_and_copy_text_keeps_exact_values(dataset)
     }
     out = transforms.transform(dataset, fixture(names[dataset.name]), symbol="BNBBTC", server_time=SERVER_TIME)
     assert out.rows
-    text = pg_load.copy_buffer(out.rows).getvalue()
+    text = pg_load.copy_buffer(out.rows, dataset).getvalue()
+    assert text == pg_load.copy_buffer(out.rows).getvalue()
     assert "e-" not in text.lower() or dataset.name == "latest_prices"  # no float-style exponents
     for row in out.rows:
         for value in row:

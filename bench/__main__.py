@@ -1,0 +1,59 @@
+"""Benchmark runner: `python -m bench [module ...]` (default: every module in BENCHES).
+
+Each module exposes `run(settings) -> list[dict]` with entries {"name", "ours", "baseline", "unit", "ratio"}
+(ratio > 1 means ours is better; extra keys are kept). The runner prints one table and merges the
+entries by name into bench/results.json (a JSON list), so benches can be rerun one at a time.
+Needs: the local stack up (make up) and the settings of every group (.env).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+from binance_cdc.settings import load_dotenv_file, load_settings
+
+BENCHES = ("bench.extraction",)
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+log = logging.getLogger("bench")
+
+
+def merge(existing: list[dict], new: list[dict]) -> list[dict]:
+    by_name = {entry["name"]: entry for entry in existing}
+    by_name.update({entry["name"]: entry for entry in new})
+    return sorted(by_name.values(), key=lambda e: e["name"])
+
+
+def table(entries: list[dict]) -> str:
+    header = f"{'name':<22} {'ours':>14} {'baseline':>14} {'unit':<10} {'ratio':>8}"
+    lines = [header, "-" * len(header)]
+    for e in entries:
+        lines.append(
+            f"{e['name']:<22} {e['ours']:>14,.2f} {e['baseline']:>14,.2f} {e['unit']:<10} {e['ratio']:>8.2f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    load_dotenv_file()
+    settings = load_settings()
+    modules = (argv if argv else sys.argv[1:]) or list(BENCHES)
+    entries: list[dict] = []
+    for name in modules:
+        module = importlib.import_module(name)
+        log.info("bench %s: running", name)
+        entries.extend(module.run(settings))
+    existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    RESULTS.write_text(json.dumps(merge(existing, entries), indent=2) + "\n")
+    print(table(entries))  # the CLI's final table
+    print(f"merged into {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Extraction benchmarks, ours and the naive way side by side in one run.
+
+- load_vs_to_sql: rows/s of our load path (COPY into staging + INSERT ... ON CONFLICT, binance_cdc.pg_load)
+  vs pandas `DataFrame.to_sql(if_exists="append")` (the original project's loader), same 200k trade rows,
+  both into a TEMP copy of binance.recent_trades with its primary key. Goal: ratio >= 20.
+- load_vs_copy: our load path vs a raw COPY into an unindexed TEMP table, the ceiling. ratio = ours/copy,
+  goal >= 0.5.
+- cycle_vs_sequential: the Binance side of a 100-symbol cycle against the simulator with 50 ms latency per
+  request: ours (exchangeInfo check, batched tickers, one session, BINANCE_MAX_WORKERS threads) vs the
+  original's 5 x 100 sequential `requests.get` without a session. Both fetch and transform; neither loads,
+  so the published tables (and the CDC stream other tests watch) see nothing. Request weight of each is
+  reported. ratio = baseline seconds / ours.
+
+Everything lands in TEMP tables of the app role's session (dropped on disconnect); nothing is published.
+Needs: Postgres up, settings groups "postgres" and "binance". Run: `.venv/bin/python -m bench bench.extraction`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import requests
+from psycopg2 import sql
+
+from binance_cdc import datasets as ds
+from binance_cdc import pg_load, transforms
+from binance_cdc.binance_client import BinanceClient, request_weight
+from binance_cdc.extract import fetch, tradable_symbols
+
+log = logging.getLogger(__name__)
+
+ROWS = 200_000
+CYCLE_SYMBOLS = 100
+LATENCY_MS = 50
+# The original's per-symbol calls: (path, params, documented weight) for each of its five endpoints.
+ORIGINAL_CALLS = (
+    ("/api/v3/ticker/price", {}, 2),
+    ("/api/v3/ticker/24hr", {"type": "MINI"}, 2),
+    ("/api/v3/klines", {"interval": "30m", "limit": 10}, 2),
+    ("/api/v3/trades", {"limit": 10}, 25),
+    ("/api/v3/depth", {"limit": 10}, 5),
+)
+
+
+def trade_rows(n: int = ROWS) -> list[tuple]:
+    """`n` distinct recent_trades rows over ten bench symbols, exact decimals, UTC times."""
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    rows = []
+    for i in range(n):
+        price = Decimal(95000_00000000 + (i * 7919) % 1_000_000_00000000) / Decimal(10**8)
+        qty = Decimal(1 + i % 99_999) / Decimal(10**5)
+        rows.append((
+            f"BENCH{i % 10}USDT", 1_000_000 + i, price, qty, (price * qty).quantize(Decimal("1E-8")),
+            start + timedelta(milliseconds=i * 37), bool(i % 2), True,
+        ))
+    return rows
+
+
+def _temp_clone(conn, name: str, indexed: bool) -> sql.Identifier:
+    ident = sql.Identifier(name)
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE {} (LIKE binance.recent_trades {})").format(
+                ident, sql.SQL("INCLUDING ALL" if indexed else "")
+            )
+        )
+    conn.commit()
+    return ident
+
+
+def time_ours(conn, rows: list[tuple]) -> float:
+    target = _temp_clone(conn, "bench_ours", indexed=True)
+    t0 = time.perf_counter()
+    result = pg_load.load(conn, ds.RECENT_TRADES, rows, target=target)
+    conn.commit()
+    elapsed = time.perf_counter() - t0
+    if result.inserted != len(rows):
+        raise RuntimeError(f"bench load inserted {result.inserted} of {len(rows)} rows")
+    return elapsed
+
+
+def time_raw_copy(conn, rows: list[tuple]) -> float:
+    target = _temp_clone(conn, "bench_copy", indexed=False)
+    t0 = time.perf_counter()
+    with conn.cursor() as cur:
+        cur.copy_expert(
+            sql.SQL("COPY {} ({}) FROM STDIN").format(
+                target, sql.SQL(", ").join(sql.Identifier(c) for c in ds.RECENT_TRADES.column_names)
+            ).as_string(conn),
+            pg_load.copy_buffer(rows, ds.RECENT_TRADES),
+        )
+    conn.commit()
+    return time.perf_counter() - t0
+
+
+def time_to_sql(settings: Any, rows: list[tuple]) -> float:
+    import pandas as pd
+    from sqlalchemy import URL, create_engine, text
+
+    url = URL.create(
+        "postgresql+psycopg2", username=settings.pg_app_user, password=settings.secret("pg_app_password"),
+        host=settings.pg_host, port=settings.pg_port, database=settings.pg_database,
+    )
+    engine = create_engine(url)
+    try:
+        with engine.connect() as con:
+            con.execute(text("CREATE TEMP TABLE bench_pandas (LIKE binance.recent_trades INCLUDING ALL)"))
+            frame = pd.DataFrame(rows, columns=list(ds.RECENT_TRADES.column_names))
+            t0 = time.perf_counter()
+            frame.to_sql("bench_pandas", con, if_exists="append", index=False)
+            con.commit()
+            elapsed = time.perf_counter() - t0
+            count = con.execute(text("SELECT count(*) FROM bench_pandas")).scalar()
+        if count != len(rows):
+            raise RuntimeError(f"to_sql wrote {count} of {len(rows)} rows")
+        return elapsed
+    finally:
+        engine.dispose()
+
+
+def load_benches(settings: Any) -> list[dict]:
+    rows = trade_rows()
+    conn = pg_load.connect(settings, application_name="bench_extraction")
+    try:
+        ours = time_ours(conn, rows)
+        copy = time_raw_copy(conn, rows)
+    finally:
+        conn.close()
+    pandas_s = time_to_sql(settings, rows)
+    ours_rate, copy_rate, pandas_rate = len(rows) / ours, len(rows) / copy, len(rows) / pandas_s
+    log.info("load %d rows: ours %.2f s, raw COPY %.2f s, to_sql %.2f s", len(rows), ours, copy, pandas_s)
+    return [
+        {"name": "load_vs_to_sql", "ours": ours_rate, "baseline": pandas_rate, "unit": "rows/s",
+         "ratio": ours_rate / pandas_rate, "rows": len(rows), "goal": ">= 20"},
+        {"name": "load_vs_copy", "ours": ours_rate, "baseline": copy_rate, "unit": "rows/s",
+         "ratio": ours_rate / copy_rate, "rows": len(rows), "goal": ">= 0.5"},
+    ]
+
+
+def cycle_ours(url: str, symbols: list[str], max_workers: int) -> tuple[float, int, int]:
+    """(seconds, request weight, rows) of our fetch + transform of the five datasets."""
+    client = BinanceClient(url, weight_share=1.0, max_workers=max_workers)
+    t0 = time.perf_counter()
+    keep, _, weight = tradable_symbols(client, symbols)
+    rows = 0
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        for dataset in ds.DATASETS.values():
+            for item in fetch(client, dataset, keep, pool):
+                if item.error is not None:
+                    raise RuntimeError(f"bench cycle: {item.error}")
+                weight += item.weight
+                rows += len(transforms.transform(
+                    dataset, item.payload, symbol=item.symbol, server_time=item.server_time).rows)
+    elapsed = time.perf_counter() - t0
+    client.close()
+    return elapsed, weight, rows
+
+
+def cycle_sequential(url: str, symbols: list[str]) -> tuple[float, int]:
+    """The original pattern: for each endpoint, for each symbol, a fresh `requests.get` (no session)."""
+    t0 = time.perf_counter()
+    weight = 0
+    for path, params, call_weight in ORIGINAL_CALLS:
+        for symbol in symbols:
+            response = requests.get(url + path, params={"symbol": symbol, **params})
+            response.raise_for_status()
+            json.loads(response.content)
+            weight += call_weight
+    return time.perf_counter() - t0, weight
+
+
+def cycle_bench(settings: Any) -> list[dict]:
+    from simulator import BinanceSimulator
+
+    symbols = bench_symbols(CYCLE_SYMBOLS)
+    sim = BinanceSimulator(symbols=tuple(symbols), dead_symbols=(), latency_ms=LATENCY_MS, seed=1)
+    sim.start()
+    try:
+        ours_s, ours_weight, rows = cycle_ours(sim.url, symbols, settings.binance_max_workers)
+        sim.advance(60)  # a fresh weight window for the baseline
+        base_s, base_weight = cycle_sequential(sim.url, symbols)
+    finally:
+        sim.stop()
+    log.info(
+        "cycle %d symbols, %d ms latency: ours %.2f s (weight %d, %d rows), sequential %.2f s (weight %d)",
+        len(symbols), LATENCY_MS, ours_s, ours_weight, rows, base_s, base_weight,
+    )
+    return [
+        {"name": "cycle_vs_sequential", "ours": ours_s, "baseline": base_s, "unit": "s", "ratio": base_s / ours_s,
+         "ours_weight": ours_weight, "baseline_weight": base_weight, "symbols": len(symbols),
+         "latency_ms": LATENCY_MS, "max_workers": settings.binance_max_workers},
+    ]
+
+
+def bench_symbols(n: int) -> list[str]:
+    from simulator.symbols import DEFAULT_SYMBOLS
+
+    try:
+        from simulator.symbols import universe
+
+        return list(universe(n))
+    except ImportError:
+        return list(DEFAULT_SYMBOLS)[:n]
+
+
+def run(settings: Any) -> list[dict]:
+    return load_benches(settings) + cycle_bench(settings)

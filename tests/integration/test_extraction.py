@@ -1,0 +1,357 @@
+"""The extraction cycle against real Postgres and the in-process Binance simulator.
+
+Each test uses its own fresh symbols and deletes its rows (as the app role) at the end, so it shares the
+database with the CDC tests safely. The simulator's clock is frozen at 59 s into a minute (Retry-After of
+an injected 429 is then 1 s) and 59 s into a 30-minute kline window (advancing 10 minutes keeps the same
+open kline).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import requests
+
+from binance_cdc import datasets as ds
+from binance_cdc import pg_load
+from binance_cdc.extract import EXIT_BANNED, EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_RESTRICTED, run
+from binance_cdc.settings import load_settings
+from binance_cdc.transforms import ms_to_utc
+from simulator import BinanceSimulator
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLES = ("recent_trades", "order_book", "klines", "daily_ticker", "latest_prices", "trade_gaps")
+HALF_HOUR_MS = 1_800_000
+
+
+def fresh_symbols(n: int) -> list[str]:
+    tag = uuid.uuid4().hex[:6].upper()
+    return [f"X{tag}{chr(65 + i)}USDT" for i in range(n)]
+
+
+@pytest.fixture
+def cfg(settings):
+    env = {
+        **os.environ,
+        "BINANCE_TIMEOUT_S": "1",
+        "BINANCE_MAX_RETRIES": "3",
+        "BINANCE_MAX_WORKERS": "4",
+        "BINANCE_WEIGHT_SHARE": "0.5",
+    }
+    return load_settings("postgres", "binance", env=env)
+
+
+@pytest.fixture
+def db(settings):
+    conn = pg_load.connect(settings, application_name="test_extraction")
+    conn.autocommit = True
+    created: list[str] = []
+    yield conn, created
+    with conn.cursor() as cur:
+        for table in TABLES:
+            cur.execute(f"DELETE FROM binance.{table} WHERE symbol = ANY(%s)", (created,))
+    conn.close()
+
+
+@pytest.fixture
+def make_sim(db):
+    _, created = db
+    sims: list[BinanceSimulator] = []
+
+    def make(n: int = 2, dead: int = 0, latency_ms: int = 0):
+        names = fresh_symbols(n + dead)
+        created.extend(names)
+        start = (int(time.time() * 1000) // HALF_HOUR_MS - 1) * HALF_HOUR_MS + 59_000
+        sim = BinanceSimulator(
+            symbols=tuple(names[:n]), dead_symbols=tuple(names[n:]), latency_ms=latency_ms, seed=7, start_ms=start
+        ).start()
+        sims.append(sim)
+        return sim, names[:n], names[n:]
+
+    yield make
+    for sim in sims:
+        sim.stop()
+
+
+def count(conn, table: str, symbols) -> int:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM binance.{table} WHERE symbol = ANY(%s)", (list(symbols),))
+        return cur.fetchone()[0]
+
+
+def served(sim, path: str, **params):
+    """What the simulator answers (its clock is frozen, so the same as the extractor saw)."""
+    r = requests.get(sim.url + path, params=params, timeout=5)
+    r.raise_for_status()
+    return r.json(parse_float=Decimal), r.headers
+
+
+def server_time(sim) -> datetime:
+    return datetime.fromtimestamp(sim.now_ms() // 1000, tz=timezone.utc)
+
+
+def test_full_cycle_loads_all_five_tables_with_exact_values(cfg, db, make_sim, caplog):
+    conn, created = db
+    sim, live, dead = make_sim(2, dead=1)
+    unknown = fresh_symbols(1)
+    created.extend(unknown)
+
+    report = run(cfg, live + dead + unknown, base_url=sim.url)
+
+    assert report.exit_code == EXIT_OK, report.message
+    assert set(report.skipped_symbols) == set(dead + unknown)
+    assert "BREAK" in report.skipped_symbols[dead[0]] and "-1121" in report.skipped_symbols[unknown[0]]
+    for table in TABLES[:5]:
+        assert count(conn, table, dead + unknown) == 0, table
+    summaries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dataset=")]
+    assert sorted(m.split()[0] for m in summaries) == sorted(f"dataset={n}" for n in ds.DATASETS)
+    when = server_time(sim)
+
+    with conn.cursor() as cur:
+        for symbol in live:
+            trades, _ = served(sim, "/api/v3/trades", symbol=symbol, limit=500)
+            cur.execute(
+                "SELECT trade_id, price::text, qty::text, quote_qty::text, trade_time, is_buyer_maker"
+                " FROM binance.recent_trades WHERE symbol = %s ORDER BY trade_id", (symbol,),
+            )
+            assert cur.fetchall() == [
+                (t["id"], t["price"], t["qty"], t["quoteQty"], ms_to_utc(t["time"]), t["isBuyerMaker"])
+                for t in trades
+            ]
+
+            book, _ = served(sim, "/api/v3/depth", symbol=symbol, limit=100)
+            cur.execute(
+                "SELECT side, level, price::text, quantity::text, last_update_id, captured_at FROM binance.order_book"
+                " WHERE symbol = %s ORDER BY side DESC, level", (symbol,),
+            )
+            expected = [("bid", i, p, q, book["lastUpdateId"], when) for i, (p, q) in enumerate(book["bids"], 1)]
+            expected += [("ask", i, p, q, book["lastUpdateId"], when) for i, (p, q) in enumerate(book["asks"], 1)]
+            assert cur.fetchall() == expected
+
+            klines, _ = served(sim, "/api/v3/klines", symbol=symbol, interval="30m", limit=10)
+            cur.execute(
+                "SELECT (extract(epoch FROM open_time) * 1000)::bigint, open_price::text, close_price::text,"
+                " volume::text, quote_volume::text, num_trades, taker_buy_quote_volume::text, is_closed"
+                " FROM binance.klines WHERE symbol = %s AND interval = '30m' ORDER BY open_time", (symbol,),
+            )
+            assert cur.fetchall() == [
+                (k[0], k[1], k[4], k[5], k[7], k[8], k[10], k[6] < sim.now_ms() // 1000 * 1000) for k in klines
+            ]
+            assert [row[-1] for row in klines_rows(cur, symbol)] == [True] * 9 + [False]
+
+        prices, _ = served(sim, "/api/v3/ticker/price", symbols=json.dumps(live, separators=(",", ":")))
+        cur.execute("SELECT symbol, price::text, observed_at FROM binance.latest_prices WHERE symbol = ANY(%s)"
+                    " ORDER BY symbol", (live,))
+        assert cur.fetchall() == sorted((p["symbol"], p["price"], when) for p in prices)
+
+        tickers, _ = served(sim, "/api/v3/ticker/24hr", symbols=json.dumps(live, separators=(",", ":")))
+        cur.execute("SELECT symbol, last_price::text, quote_volume::text, first_trade_id, last_trade_id, trade_count"
+                    " FROM binance.daily_ticker WHERE symbol = ANY(%s) ORDER BY symbol", (live,))
+        assert cur.fetchall() == sorted(
+            (t["symbol"], t["lastPrice"], t["quoteVolume"], t["firstId"], t["lastId"], t["count"]) for t in tickers
+        )
+
+
+def klines_rows(cur, symbol):
+    cur.execute("SELECT open_time, is_closed FROM binance.klines WHERE symbol = %s ORDER BY open_time", (symbol,))
+    return cur.fetchall()
+
+
+def test_second_cycle_adds_no_duplicates_updates_open_kline_and_leaves_unchanged_rows_alone(cfg, db, make_sim):
+    conn, _ = db
+    sim, live, _ = make_sim(2)
+    assert run(cfg, live, base_url=sim.url).exit_code == EXIT_OK
+
+    again = run(cfg, live, base_url=sim.url)  # same clock: nothing changed on Binance's side
+    assert again.exit_code == EXIT_OK
+    for name in ("latest_prices", "klines", "recent_trades"):
+        assert (again.dataset(name).inserted, again.dataset(name).updated) == (0, 0), name
+    assert count(conn, "recent_trades", live) == 1000 and count(conn, "klines", live) == 20
+
+    with conn.cursor() as cur:
+        cur.execute("SELECT symbol, open_time, close_price, num_trades FROM binance.klines"
+                    " WHERE symbol = ANY(%s) AND NOT is_closed", (live,))
+        open_before = {r[0]: r for r in cur.fetchall()}
+        sim.advance(600)
+        third = run(cfg, live, base_url=sim.url)
+        assert third.exit_code == EXIT_OK
+        assert third.dataset("klines").inserted == 0 and third.dataset("klines").updated == 2
+        new_trades = third.dataset("recent_trades").inserted
+        assert 0 < new_trades < 1000
+        assert count(conn, "recent_trades", live) == 1000 + new_trades
+        cur.execute("SELECT symbol, open_time, close_price, num_trades FROM binance.klines"
+                    " WHERE symbol = ANY(%s) AND NOT is_closed", (live,))
+        open_after = {r[0]: r for r in cur.fetchall()}
+        for symbol in live:
+            assert open_after[symbol][1] == open_before[symbol][1]  # the same candle, updated in place
+            assert open_after[symbol][3] > open_before[symbol][3]
+            klines, _ = served(sim, "/api/v3/klines", symbol=symbol, interval="30m", limit=10)
+            assert open_after[symbol][2] == Decimal(klines[-1][4]) and open_after[symbol][3] == klines[-1][8]
+        assert count(conn, "trade_gaps", live) == 0  # 500 per 10 minutes overlaps: nothing missed
+
+
+def test_trades_missed_between_cycles_are_recorded_as_a_gap(cfg, db, make_sim):
+    conn, _ = db
+    sim, live, _ = make_sim(1)
+    assert run(cfg, live, [ds.RECENT_TRADES], base_url=sim.url).exit_code == EXIT_OK
+    with conn.cursor() as cur:
+        cur.execute("SELECT max(trade_id) FROM binance.recent_trades WHERE symbol = %s", (live[0],))
+        last = cur.fetchone()[0]
+        sim.advance(6 * 3600)  # far more than 500 trades later
+        assert run(cfg, live, [ds.RECENT_TRADES], base_url=sim.url).exit_code == EXIT_OK
+        trades, _ = served(sim, "/api/v3/trades", symbol=live[0], limit=500)
+        cur.execute("SELECT after_trade_id, before_trade_id, missed_count FROM binance.trade_gaps WHERE symbol = %s",
+                    (live[0],))
+        assert cur.fetchall() == [(last, trades[0]["id"], trades[0]["id"] - last - 1)]
+
+
+@pytest.mark.parametrize(
+    "fault, path, extra",
+    [
+        ("429", "/api/v3/klines", {}),
+        ("500", "/api/v3/depth", {}),
+        ("503", "/api/v3/ticker/24hr", {}),
+        ("timeout", "/api/v3/trades", {"delay_s": 2.5}),
+        ("unknown_symbol", "/api/v3/exchangeInfo", {}),
+    ],
+)
+def test_transient_faults_are_retried_and_the_cycle_succeeds(cfg, db, make_sim, fault, path, extra):
+    conn, _ = db
+    sim, live, _ = make_sim(2)
+    sim.inject(fault, path=path, count=1, **extra)
+
+    report = run(cfg, live, base_url=sim.url)
+
+    assert report.exit_code == EXIT_OK, report.message
+    assert sim.faults.pending() == 0  # the fault was hit
+    calls = [p for p, _ in sim.requests if p == path]
+    batched = path in ("/api/v3/ticker/24hr", "/api/v3/exchangeInfo")
+    assert len(calls) == (2 if batched else 3)  # the failed call was sent again, nothing more
+    assert count(conn, "klines", live) == 20 and count(conn, "recent_trades", live) == 1000
+    assert count(conn, "order_book", live) == 400 and count(conn, "daily_ticker", live) == 2
+
+
+def test_unknown_symbol_on_one_endpoint_skips_that_symbol_only(cfg, db, make_sim):
+    conn, _ = db
+    sim, live, _ = make_sim(2)
+    sim.inject("unknown_symbol", path="/api/v3/trades", symbol=live[0])
+    sim.inject("unknown_symbol", path="/api/v3/ticker/price")  # the batch: asked again one by one
+
+    report = run(cfg, live, base_url=sim.url)
+
+    assert report.exit_code == EXIT_OK, report.message
+    assert list(report.dataset("recent_trades").skipped) == [live[0]]
+    assert count(conn, "recent_trades", live[:1]) == 0 and count(conn, "recent_trades", live[1:]) == 500
+    assert count(conn, "latest_prices", live) == 2
+
+
+def test_truncated_body_fails_that_dataset_for_that_symbol_and_commits_the_rest(cfg, db, make_sim):
+    conn, _ = db
+    sim, live, _ = make_sim(2)
+    sim.inject("truncated", path="/api/v3/depth", symbol=live[0], count=2)  # the retry is cut short too
+
+    report = run(cfg, live, base_url=sim.url)
+
+    assert report.exit_code == EXIT_FAILED
+    assert "order_book" in report.message
+    assert len(report.dataset("order_book").errors) == 1 and live[0] in report.dataset("order_book").errors[0]
+    assert count(conn, "order_book", live[:1]) == 0 and count(conn, "order_book", live[1:]) == 200
+    assert count(conn, "klines", live) == 20 and count(conn, "recent_trades", live) == 1000
+    assert count(conn, "latest_prices", live) == 2
+
+
+def test_truncated_once_is_read_again(cfg, db, make_sim):
+    conn, _ = db
+    sim, live, _ = make_sim(1)
+    sim.inject("truncated", path="/api/v3/depth", count=1)
+    assert run(cfg, live, base_url=sim.url).exit_code == EXIT_OK
+    assert count(conn, "order_book", live) == 200
+
+
+def test_418_stops_the_run_with_the_ban_exit_code_keeping_what_was_committed(cfg, db, make_sim, caplog):
+    conn, _ = db
+    sim, live, _ = make_sim(2)
+    sim.inject("418", path="/api/v3/klines", count=1)
+
+    report = run(cfg, live, base_url=sim.url)
+
+    assert report.exit_code == EXIT_BANNED
+    assert "banned" in report.message and "418" in report.message and "Retry-After 120" in report.message
+    assert count(conn, "latest_prices", live) == 2 and count(conn, "daily_ticker", live) == 2
+    assert count(conn, "order_book", live) == 0 and count(conn, "recent_trades", live) == 0
+    # no request after the ban, apart from the klines calls already in flight
+    assert not any(p in ("/api/v3/depth", "/api/v3/trades") for p, _ in sim.requests)
+
+
+def test_451_explains_and_suggests_the_market_data_url(cfg, db, make_sim):
+    conn, _ = db
+    sim, live, _ = make_sim(1)
+    sim.inject("451", path="/api/v3/exchangeInfo")
+
+    report = run(cfg, live, base_url=sim.url)
+
+    assert report.exit_code == EXIT_RESTRICTED
+    assert "BINANCE_BASE_URL=https://data-api.binance.vision" in report.message
+    assert count(conn, "latest_prices", live) == 0
+
+
+def test_a_run_holding_the_lock_keeps_a_second_one_out(cfg, db, make_sim, settings):
+    conn, _ = db
+    sim, live, _ = make_sim(2, latency_ms=100)
+    holder = pg_load.connect(settings, application_name="test_lock_holder")
+    try:
+        assert pg_load.try_run_lock(holder)
+        blocked = run(cfg, live, base_url=sim.url)
+        assert blocked.exit_code == EXIT_LOCKED and "lock" in blocked.message
+        assert sim.requests == [] and count(conn, "latest_prices", live) == 0
+    finally:
+        holder.close()
+
+    # two overlapping runs: the second starts while the first is fetching
+    first: dict = {}
+    thread = threading.Thread(target=lambda: first.setdefault("report", run(cfg, live, base_url=sim.url)))
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not sim.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = run(cfg, live, base_url=sim.url)
+    thread.join(60)
+    assert second.exit_code == EXIT_LOCKED
+    assert first["report"].exit_code == EXIT_OK
+    assert count(conn, "recent_trades", live) == 1000 and count(conn, "klines", live) == 20
+
+
+def script(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "BINANCE_TIMEOUT_S": "2", **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "extraction_script.py"), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_script_runs_one_cycle_and_exits_with_documented_codes(db, make_sim):
+    conn, _ = db
+    sim, live, _ = make_sim(2)
+    ok = script("--base-url", sim.url, "--symbols", ",".join(live), "--datasets", "klines,latest_prices")
+    assert ok.returncode == EXIT_OK, ok.stderr
+    assert count(conn, "klines", live) == 20 and count(conn, "recent_trades", live) == 0
+    assert "dataset=klines" in ok.stderr and "dataset=latest_prices" in ok.stderr
+
+    before = len(sim.requests)
+    bad = script("--base-url", sim.url, "--symbols", f"{live[0]},btc usdt,ethusdt")
+    assert bad.returncode == EXIT_CONFIG
+    assert "'btc usdt'" in bad.stderr and "'ethusdt'" in bad.stderr
+    assert len(sim.requests) == before  # rejected before any request
+
+    unknown_dataset = script("--base-url", sim.url, "--datasets", "candles")
+    assert unknown_dataset.returncode == EXIT_CONFIG and "candles" in unknown_dataset.stderr
