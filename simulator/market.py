@@ -7,8 +7,8 @@ Design (why it is exact and cheap):
 - Prices follow integer value-noise (four octaves, 1 min .. 6 h) around the symbol's reference price,
   plus per-trade noise, rounded to the tick. Quantities are whole lot steps, so `quoteQty = price * qty`
   is exact at 8 decimals. No float touches a price.
-- Klines and the 24h ticker aggregate the very same trades (per-minute aggregates are cached once the
-  minute is over), so open/high/low/close/volume/count/taker volumes and firstId/lastId agree with
+- Trades are generated an hour at a time (one RNG, one sort) and cached; klines and the 24h ticker
+  aggregate the very same trades (per-minute and per-hour aggregates are cached), so open/high/low/close/volume/count/taker volumes and firstId/lastId agree with
   `/api/v3/trades` by construction.
 - A symbol has history from `history_start_ms` (its "listing" in the simulation); a dead symbol stops
   trading at `DEAD_SINCE_MS`.
@@ -182,7 +182,7 @@ class Market:
         self.history_start_ms = history_start_ms - history_start_ms % MINUTE
         self.history_ms = history_ms
         self._lock = threading.Lock()
-        self._minutes: OrderedDict[tuple[str, int], _Minute] = OrderedDict()
+        self._blocks: OrderedDict[tuple[str, int], tuple[_Minute, list[int]]] = OrderedDict()
         self._knots: dict[tuple[int, int, int], int] = {}
         self._ticks: dict[tuple[int, int], int] = {}
         self._aggs: dict[tuple[str, int], Agg | None] = {}
@@ -230,49 +230,65 @@ class Market:
         self._ticks[(spec.key, t)] = ticks
         return ticks
 
-    def _generate(self, spec: SymbolSpec, m: int) -> _Minute:
-        first = self.first_id(spec, m)
-        n = self.first_id(spec, m + 1) - first
-        rng = random.Random(mix64(spec.key ^ mix64(m)))
-        # One 48-bit draw per trade: the top 16 bits are its time in the minute, so sorting the draws
-        # sorts the trades by time; the low bits give price noise, size and side.
-        draws = sorted(rng.getrandbits(48) for _ in range(n))
-        start = m * MINUTE
-        s0, s1 = self._ticks_at(spec, start), self._ticks_at(spec, start + MINUTE)
-        noise = max(1, s0 * 300 // _PPM)
+    def _generate(self, spec: SymbolSpec, h: int) -> tuple[_Minute, list[int]]:
+        """All trades of hour `h` as columns, and the index where each of its 60 minutes starts."""
+        m0 = h * 60
+        bounds = [self.first_id(spec, m0 + i) for i in range(61)]
+        starts = [b - bounds[0] for b in bounds]
+        rng = random.Random(mix64(spec.key ^ mix64(h) ^ 0x5851F42D4C957F2D))
+        # One draw per trade: minute index in bits 48+, time within the minute in bits 32-47, so one sort
+        # orders the hour by time; the low bits give price noise, size and side.
+        draws = sorted(
+            (i << 48) | rng.getrandbits(48) for i in range(60) for _ in range(starts[i + 1] - starts[i])
+        )
+        ref = [self._ticks_at(spec, (m0 + i) * MINUTE) for i in range(61)]
+        noise = max(1, ref[0] * 300 // _PPM)
         width = 2 * noise + 1
         tick, step, typical = spec.tick, spec.step, spec.typical_qty_steps
-        offsets = [(r >> 32) * MINUTE >> 16 for r in draws]
+        minute_of = [k >> 48 for k in draws]
+        offsets = [((k >> 32) & 0xFFFF) * MINUTE >> 16 for k in draws]
         prices = [
-            max(1, s0 + (s1 - s0) * off // MINUTE + (r & 0xFFFF) % width - noise) * tick
-            for off, r in zip(offsets, draws)
+            max(1, ref[i] + (ref[i + 1] - ref[i]) * off // MINUTE + (k & 0xFFFF) % width - noise) * tick
+            for i, off, k in zip(minute_of, offsets, draws)
         ]
-        qtys = [max(1, (typical * (((r >> 16) & 0x3FF) + 1) << ((r >> 26) & 7)) >> 12) * step for r in draws]
-        return _Minute(
-            first,
-            [start + off for off in offsets],
+        qtys = [max(1, (typical * (((k >> 16) & 0x3FF) + 1) << ((k >> 26) & 7)) >> 12) * step for k in draws]
+        block = _Minute(
+            bounds[0],
+            [(m0 + i) * MINUTE + off for i, off in zip(minute_of, offsets)],
             prices,
             qtys,
             [p * q // UNIT for p, q in zip(prices, qtys)],
-            [bool((r >> 29) & 1) for r in draws],
+            [bool((k >> 29) & 1) for k in draws],
         )
+        return block, starts
+
+    def _block(self, spec: SymbolSpec, h: int) -> tuple[_Minute, list[int]]:
+        key = (spec.name, h)
+        with self._lock:
+            cached = self._blocks.get(key)
+            if cached is not None:
+                self._blocks.move_to_end(key)
+                return cached
+        block = self._generate(spec, h)
+        with self._lock:
+            self._blocks[key] = block
+            if len(self._blocks) > 10_000:
+                self._blocks.popitem(last=False)
+        return block
+
+    def _in_span(self, spec: SymbolSpec, lo: int, hi: int) -> bool:
+        first, end = self.span(spec)
+        return first <= lo and (end is None or hi <= end)
 
     def _minute(self, spec: SymbolSpec, m: int) -> _Minute | None:
-        first, end = self.span(spec)
-        if m * MINUTE < first or (end is not None and m * MINUTE >= end):
+        if not self._in_span(spec, m * MINUTE, (m + 1) * MINUTE):
             return None
-        key = (spec.name, m)
-        with self._lock:
-            cached = self._minutes.get(key)
-            if cached is not None:
-                self._minutes.move_to_end(key)
-                return cached
-        minute = self._generate(spec, m)
-        with self._lock:
-            self._minutes[key] = minute
-            if len(self._minutes) > 20_000:
-                self._minutes.popitem(last=False)
-        return minute
+        block, starts = self._block(spec, m // 60)
+        a, b = starts[m % 60], starts[m % 60 + 1]
+        return _Minute(
+            block.first_id + a, block.times[a:b], block.prices[a:b], block.qtys[a:b], block.quotes[a:b],
+            block.makers[a:b],
+        )
 
     def minute_trades(self, spec: SymbolSpec, m: int) -> list[Trade]:
         """All trades of minute `m` (regardless of now), [] outside the symbol's trading span."""
@@ -298,15 +314,32 @@ class Market:
             self._aggs[key] = None if minute is None else minute.agg()
         return self._aggs[key]
 
+    def _hour_agg(self, spec: SymbolSpec, h: int) -> Agg | None:
+        key = (spec.name, -1 - h)  # negative keys: hour blocks, in the same cache as minutes
+        if key not in self._aggs:
+            self._aggs[key] = self._block(spec, h)[0].agg()
+        return self._aggs[key]
+
     def agg_between(self, spec: SymbolSpec, lo: int, hi: int) -> Agg | None:
-        """Aggregate of trades with lo <= time < hi; whole minutes come from the cache."""
+        """Aggregate of trades with lo <= time < hi; whole hours and minutes come from the cache."""
         result: Agg | None = None
-        for m in range(lo // MINUTE, (hi - 1) // MINUTE + 1):
+        m, last = lo // MINUTE, (hi - 1) // MINUTE
+        while m <= last:
+            if (
+                m % 60 == 0
+                and lo <= m * MINUTE
+                and (m + 60) * MINUTE <= hi
+                and self._in_span(spec, m * MINUTE, (m + 60) * MINUTE)
+            ):
+                result = merge(result, self._hour_agg(spec, m // 60))
+                m += 60
+                continue
             if lo <= m * MINUTE and (m + 1) * MINUTE <= hi:
                 part = self._minute_agg(spec, m)
             else:
                 part = aggregate([t for t in self.minute_trades(spec, m) if lo <= t.time < hi])
             result = merge(result, part)
+            m += 1
         return result
 
     # ---- queries -----------------------------------------------------------------------------------
