@@ -149,7 +149,7 @@ def timezone_ms(params: dict[str, str]) -> int:
         return 0
     match = _TZ_RE.match(raw)
     if not match:
-        raise _bad(-1100, f"Illegal characters found in parameter 'timeZone'; legal range is '[-12:00 to +14:00]'.")
+        raise _bad(-1100, "Illegal characters found in parameter 'timeZone'; legal range is '[-12:00 to +14:00]'.")
     sign = -1 if match.group(1) == "-" else 1
     minutes = int(match.group(2)) * 60 + int(match.group(3) or 0)
     if int(match.group(3) or 0) >= 60 or not (-12 * 60 <= sign * minutes <= 14 * 60):
