@@ -46,6 +46,9 @@ def up(settings, names: list[str]) -> None:
         ready.add(name)
         log.info("%s: ready (%.1fs after its wait began)", name, time.monotonic() - began)
 
+    gaps = [gap for name in names for gap in service(name).missing()]
+    if gaps:
+        raise RuntimeError("missing: " + "; ".join(gaps) + " (run `make setup`)")
     for name in names:
         svc = service(name)
         for dep in getattr(svc, "REQUIRES", ()):
