@@ -186,6 +186,14 @@ def wait(query, stop: threading.Event) -> None:
         query.awaitTermination(1)
 
 
+def quiet_kafka_consumer_warning(spark) -> None:
+    """Spark logs "KafkaDataConsumer is not running in UninterruptibleThread" for every partition of every
+    batch read through foreachBatch + RDD; it is about task interruption only, and floods the log."""
+    jvm = spark.sparkContext._jvm
+    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+        "org.apache.spark.sql.kafka010.consumer.KafkaDataConsumer", jvm.org.apache.logging.log4j.Level.ERROR)
+
+
 def run(settings, once: bool, master: str | None) -> int:
     from binance_cdc.spark_session import build_session  # noqa: needs pyspark, kept local to run()
 
@@ -194,6 +202,7 @@ def run(settings, once: bool, master: str | None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     spark = build_session(settings, APP_NAME, master=master, extra_conf=DRIVER_CONF)
     spark.sparkContext.setLogLevel("WARN")
+    quiet_kafka_consumer_warning(spark)
     spark.streams.addListener(progress_listener())
     status = 0
     with tempfile.TemporaryDirectory(prefix="binance_cdc_job_") as tmp:
@@ -212,7 +221,10 @@ def run(settings, once: bool, master: str | None) -> int:
             status = 1
         else:
             log.info("streaming query stopped cleanly")
-        spark.stop()
+        try:
+            spark.stop()
+        except Exception as exc:  # the JVM may already be gone (killed with the process group)
+            log.warning("spark: stop failed: %s", exc)
     return status
 
 
