@@ -71,7 +71,7 @@ class BannedError(StopRun):
     def __init__(self, retry_after: str | None, detail: str) -> None:
         self.retry_after = retry_after
         super().__init__(
-            f"IP banned by Binance (HTTP 418, Retry-After {retry_after or '?'} s): {detail}. "
+            f"IP banned by Binance (HTTP 418, Retry-After {retry_after or '?'} s): {detail.rstrip('.')}. "
             "No request will be sent until the ban is over; do not restart before then."
         )
 

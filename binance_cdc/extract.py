@@ -280,7 +280,7 @@ def _cycle(client, conn, symbols, chosen, report: CycleReport, max_workers: int)
         keep, skipped, weight = tradable_symbols(client, symbols)
     except BinanceError as exc:
         for dataset_report in report.datasets:
-            dataset_report.errors.append(f"not attempted: exchangeInfo failed: {exc}")
+            dataset_report.errors.append("not attempted: exchangeInfo failed (see above)")
         if isinstance(exc, StopRun):
             _stop(report, exc)
         else:
@@ -291,7 +291,7 @@ def _cycle(client, conn, symbols, chosen, report: CycleReport, max_workers: int)
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="binance") as pool:
         for dataset, dataset_report in zip(chosen, report.datasets):
             if client.stopped is not None:
-                dataset_report.errors.append(f"not attempted: {client.stopped}")
+                dataset_report.errors.append("not attempted: run stopped (see above)")
                 continue
             try:
                 fetched = fetch(client, dataset, keep, pool) if keep else []

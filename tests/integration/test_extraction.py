@@ -355,3 +355,24 @@ def test_script_runs_one_cycle_and_exits_with_documented_codes(db, make_sim):
 
     unknown_dataset = script("--base-url", sim.url, "--datasets", "candles")
     assert unknown_dataset.returncode == EXIT_CONFIG and "candles" in unknown_dataset.stderr
+
+
+def test_zero_ticker_of_a_symbol_exchangeinfo_calls_trading_is_not_loaded(cfg, db):
+    """The dead-symbol guard does not depend on exchangeInfo: a zero ticker never becomes a price."""
+    from binance_cdc.extract import DatasetReport, Fetched, load_dataset
+
+    conn, created = db
+    live, dead = fresh_symbols(2)
+    created.extend([live, dead])
+    fixture = json.loads((ROOT / "tests/fixtures/binance/ticker_24hr.json").read_text())
+    fixture[0]["symbol"], fixture[1]["symbol"] = live, dead
+    load_conn = pg_load.connect(cfg)
+    try:
+        report = DatasetReport("daily_ticker")
+        when = datetime(2024, 1, 1, tzinfo=timezone.utc)
+        load_dataset(load_conn, ds.DAILY_TICKER, [Fetched(None, fixture, when, 2)], report)
+    finally:
+        load_conn.close()
+    assert (report.fetched, report.inserted, report.errors) == (1, 1, [])
+    assert list(report.skipped) == [dead] and "firstId -1" in report.skipped[dead]
+    assert count(conn, "daily_ticker", [live]) == 1 and count(conn, "daily_ticker", [dead]) == 0
