@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 SPARK_LIB = PROJECT_ROOT / ".local" / "lib" / "spark"
 IVY_DIR = PROJECT_ROOT / ".local" / "spark-ivy"
 SHUFFLE_PARTITIONS = 4
-DEFAULT_MASTER = "local[2]"
+# Two cores, and up to 3 attempts per task: a transient Cassandra timeout is retried before the query fails.
+DEFAULT_MASTER = "local[2,3]"
 
 
 def launched_by_spark_submit() -> bool:
