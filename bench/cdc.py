@@ -1,0 +1,688 @@
+"""CDC benchmarks of the streaming stage, each against the real local stack, in one `python -m bench` run.
+
+- cdc_latency_p50_s / _p95_s / _p99_s: freshness Postgres commit -> row in Cassandra at a steady 1,000 rows/s
+  for 60 s (100 rows every 100 ms, one transaction each, paced by a monotonic clock) through the real
+  Debezium connector and spark_streaming.py (a subprocess: fresh temp checkpoint, startingOffsets latest,
+  trigger TRIGGER_SECONDS). Per row: cdc_written_at - cdc_source_ts, i.e. Postgres commit time (source.ts_ms)
+  to the sink's clock reading, which it takes once per Spark task BEFORE decoding and writing that task's
+  rows. So these figures are a lower bound; a second measure polls Cassandra for one row of every 10th
+  transaction and records when it became readable (client commit -> visible), reported in the same entries.
+  Goals: p50 <= 1 s, p99 <= 3 s. Cleanup deletes the bench rows in Postgres and waits for the deletes to
+  reach Cassandra (so deletes flowing is checked too), then removes the partitions directly as well.
+- drain_rows_per_s: backlog drain Kafka -> Cassandra. DRAIN_EVENTS Debezium create events shaped like the
+  recorded ones (tests/fixtures/debezium/plain_recent_trades.json) go to `<benchdrainXXXX>.binance.
+  recent_trades` (DRAIN_PARTITIONS partitions, DRAIN_SYMBOLS symbols, lz4), then `spark_streaming.py --once`
+  drains them (fresh checkpoint, earliest, SPARK_MAX_OFFSETS_PER_TRIGGER=DRAIN_MAX_OFFSETS). The entry is the
+  steady rate from the job's own batch log lines (rows of batches 2..n over the time from the end of batch 1
+  to the end of batch n, i.e. without JVM start and the first batch's warm-up); the rate including the first
+  batch and the wall-clock rate including JVM start are extra keys. Every row is then counted per Cassandra
+  partition (no loss allowed); topics and rows are removed afterwards. Goal >= 20,000 rows/s.
+
+No baselines (the original project had no CDC stage): baseline and ratio are None.
+Needs: the whole stack up (`make up`: Postgres, Kafka, Connect with binance-postgres-cdc RUNNING, Cassandra)
+and every settings group. Run: `.venv/bin/python -m bench bench.cdc`, or for iteration
+`.venv/bin/python -m bench.cdc {latency,drain} [--seconds N] [--trigger S] [--events N]` (prints, no merge).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterator
+
+from binance_cdc import datasets as ds
+from binance_cdc.settings import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+PYTHON = PROJECT_ROOT / ".venv" / "bin" / "python"
+JOB = PROJECT_ROOT / "spark_streaming.py"
+LOGS = PROJECT_ROOT / ".local" / "logs"  # the job's log of the last bench run stays here for a look
+FIXTURE = PROJECT_ROOT / "tests" / "fixtures" / "debezium" / "plain_recent_trades.json"
+DATASET = ds.RECENT_TRADES
+
+RATE_ROWS_PER_S = 1_000
+LATENCY_SECONDS = 60
+ROWS_PER_TX = 100
+TRIGGER_SECONDS = 0.25
+SAMPLE_EVERY_TX = 10  # visibility is polled for the first row of every 10th transaction
+FIRST_TRADE_ID = 1_000_000  # warm-up rows use small ids, measured rows start here
+
+DRAIN_EVENTS = 1_000_000
+DRAIN_PARTITIONS = 2
+DRAIN_SYMBOLS = 10
+DRAIN_DAYS = 5  # trade times spread over 5 UTC days: 50 Cassandra partitions of 20k rows
+DRAIN_MAX_OFFSETS = 200_000
+
+JOB_START_TIMEOUT = 180
+CATCH_UP_TIMEOUT = 300
+STOP_TIMEOUT = 150
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ spark_streaming: (.*)$")
+BATCH_DONE = re.compile(r"^batch (\d+): processed (\d+) messages, (\d+) dead letters")
+
+
+# --- pure helpers ------------------------------------------------------------------------------------------
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n*q/100), at least 1
+    return ordered[int(rank) - 1]
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: int
+    rows: int
+    dead_letters: int
+    ended: datetime  # log time of the "processed" line (the batch's end)
+
+
+def parse_job_log(text: str) -> tuple[datetime | None, list[Batch]]:
+    """(time the query started, finished batches) from spark_streaming.py's log lines."""
+    started: datetime | None = None
+    batches: list[Batch] = []
+    for line in text.splitlines():
+        m = LOG_LINE.match(line)
+        if not m:
+            continue
+        moment = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
+        message = m.group(2)
+        if started is None and message.startswith("query ") and " started " in message:
+            started = moment
+        done = BATCH_DONE.match(message)
+        if done:
+            batches.append(Batch(int(done.group(1)), int(done.group(2)), int(done.group(3)), moment))
+    return started, batches
+
+
+def drain_rates(started: datetime | None, batches: list[Batch]) -> dict[str, float]:
+    """Steady rate (batches 2..n from the end of batch 1) and the rate from query start over all batches."""
+    nonempty = [b for b in batches if b.rows]
+    if len(nonempty) < 2:
+        raise ValueError(f"need at least two non-empty batches to time a steady drain, got {len(nonempty)}")
+    steady_rows = sum(b.rows for b in nonempty[1:])
+    steady_s = (nonempty[-1].ended - nonempty[0].ended).total_seconds()
+    rates = {"steady_rows_per_s": steady_rows / steady_s, "steady_seconds": steady_s, "steady_rows": steady_rows,
+             "batches": len(nonempty), "first_batch_rows": nonempty[0].rows}
+    if started is not None:
+        total_s = (nonempty[-1].ended - started).total_seconds()
+        rates.update(from_query_start_rows_per_s=sum(b.rows for b in nonempty) / total_s,
+                     from_query_start_seconds=total_s)
+    return rates
+
+
+def event_template(fixture: Path = FIXTURE, dataset: ds.Dataset = DATASET) -> tuple[str, str]:
+    """(key, value) %-format templates from the first recorded create event of the dataset.
+
+    The recorded envelope is kept whole (source block, converter layout); the row fields, the source
+    commit time / LSN / txId and the envelope times become placeholders named after the columns.
+    """
+    records = json.loads(fixture.read_text())
+    recorded = next(json.loads(r["value"]) for r in records
+                    if r["value"] and json.loads(r["value"]).get("op") == "c")
+    if set(recorded["after"]) != set(dataset.column_names):
+        raise ValueError(f"{fixture.name}: recorded columns {sorted(recorded['after'])} differ from "
+                         f"{dataset.name} {sorted(dataset.column_names)}")
+    recorded["after"] = {c.name: f"@@{c.name}@@" for c in dataset.columns}
+    source = recorded["source"]
+    source.update(ts_ms="@@src_ms@@", ts_us="@@src_us@@", ts_ns="@@src_ns@@", lsn="@@lsn@@", txId="@@lsn@@",
+                  sequence="@@sequence@@", snapshot="false", name="@@prefix@@")
+    recorded.update(ts_ms="@@ev_ms@@", ts_us="@@ev_us@@", ts_ns="@@ev_ns@@", transaction=None)
+    key = {name: f"@@{name}@@" for name in dataset.primary_key}
+
+    def to_template(obj: dict) -> str:
+        text = json.dumps(obj, separators=(",", ":")).replace("%", "%%")
+        # quoted placeholders: strings keep their quotes, numbers/booleans lose them
+        for c in dataset.columns:
+            quoted = c.kind in ("text", "decimal", "timestamp")
+            text = text.replace(f'"@@{c.name}@@"', f'"%({c.name})s"' if quoted else f"%({c.name})s")
+        for name in ("src_ms", "src_us", "src_ns", "lsn", "ev_ms", "ev_us", "ev_ns"):
+            text = text.replace(f'"@@{name}@@"', f"%({name})d")
+        return text.replace('"@@sequence@@"', '"%(sequence)s"').replace('"@@prefix@@"', '"%(prefix)s"')
+
+    return to_template(key), to_template(recorded)
+
+
+def drain_symbols(tag: str, n: int = DRAIN_SYMBOLS) -> list[str]:
+    return [f"BENCHD{tag.upper()}{i}USDT" for i in range(n)]
+
+
+def drain_values(i: int, symbols: list[str], start: datetime, span: timedelta, n: int) -> dict[str, Any]:
+    """Column values of the i-th synthetic trade: exact decimal strings, millisecond UTC times."""
+    step_ms = max(1, int(span.total_seconds() * 1000) // n)
+    trade_time = start + timedelta(milliseconds=i * step_ms)
+    price = Decimal(60000_00000000 + (i * 7919) % 10_000_00000000) / Decimal(10 ** 8)
+    qty = Decimal(1 + i % 99_999) / Decimal(10 ** 5)
+    values: dict[str, Any] = {}
+    for c in DATASET.columns:
+        if c.name == "symbol":
+            values[c.name] = symbols[i % len(symbols)]
+        elif c.kind == "bigint":
+            values[c.name] = 1_000_000_000 + i
+        elif c.kind == "decimal":
+            values[c.name] = str({"price": price, "qty": qty}.get(c.name, (price * qty).quantize(Decimal("1E-8"))))
+        elif c.kind == "timestamp":
+            values[c.name] = trade_time.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+        elif c.kind == "boolean":
+            values[c.name] = "true" if i % 2 else "false"
+        else:
+            raise ValueError(f"{DATASET.name}.{c.name}: no synthetic value for kind {c.kind}")
+    return values
+
+
+# --- the streaming job as a subprocess ---------------------------------------------------------------------
+
+class StreamingJob:
+    """spark_streaming.py in its own session (process group), log in a file; always stopped by stop()."""
+
+    def __init__(self, env: dict[str, str], once: bool = False) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOGS / f"bench_cdc_{'drain' if once else 'latency'}.log"
+        self.log_path.unlink(missing_ok=True)
+        self.env = {**os.environ, **env}
+        self.argv = [str(PYTHON), str(JOB), "--master", "local[2]"] + (["--once"] if once else [])
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=self.env, cwd=PROJECT_ROOT, start_new_session=True)
+        self.started_at = time.monotonic()
+        log.info("spark_streaming.py started: pid %d, log %s", self.proc.pid, self.log_path)
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.text().splitlines()[-n:])
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"spark_streaming.py exited with {self.proc.returncode}; log tail:\n{self.tail()}")
+
+    def wait_started(self, timeout: float = JOB_START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while parse_job_log(self.text())[0] is None:
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"spark_streaming.py: no 'query started' after {timeout}s; tail:\n{self.tail()}")
+            time.sleep(0.5)
+        log.info("spark_streaming.py: query started %.1f s after launch", time.monotonic() - self.started_at)
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.proc is not None
+        code = self.proc.wait(timeout=timeout)
+        log.info("spark_streaming.py exited with %d after %.1f s", code, time.monotonic() - self.started_at)
+        return code
+
+    def stop(self) -> None:
+        """SIGTERM (the job stops its query after the running batch), then SIGKILL its process group."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                log.warning("spark_streaming.py pid %d: no exit %ds after SIGTERM, killing its group",
+                            self.proc.pid, STOP_TIMEOUT)
+        try:  # the JVM child of py4j lives in the same group; make sure nothing of it stays
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+        log.info("spark_streaming.py pid %d stopped (exit %s)", self.proc.pid, self.proc.returncode)
+
+
+def job_env(settings, checkpoint: Path, **overrides: str) -> dict[str, str]:
+    env = {"SPARK_CHECKPOINT_DIR": str(checkpoint), "TOPIC_PREFIX": settings.topic_prefix,
+           "PYSPARK_PYTHON": str(PYTHON)}
+    env.update(overrides)
+    return env
+
+
+@contextmanager
+def running_job(settings, env: dict[str, str], once: bool = False) -> Iterator[StreamingJob]:
+    with tempfile.TemporaryDirectory(prefix="bench_cdc_") as tmp:
+        job = StreamingJob(job_env(settings, Path(tmp) / "checkpoint", **env), once=once)
+        try:
+            job.start()
+            yield job
+        finally:
+            job.stop()
+            log.info("spark_streaming.py log tail:\n%s", job.tail(12))
+
+
+# --- stores ------------------------------------------------------------------------------------------------
+
+def pg_connect(settings):
+    import psycopg2
+
+    return psycopg2.connect(host=settings.pg_host, port=settings.pg_port, dbname=settings.pg_database,
+                            user=settings.pg_app_user, password=settings.secret("pg_app_password"),
+                            sslmode=settings.pg_sslmode, application_name="bench_cdc", connect_timeout=10)
+
+
+def cassandra(settings):
+    from binance_cdc.cassandra_conn import connect
+
+    return connect(settings, keyspace=settings.cassandra_keyspace, timeout=60)
+
+
+def kafka_conf(settings) -> dict:
+    conf = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    if settings.kafka_security_protocol == "SASL_SSL":
+        conf.update({"security.protocol": "SASL_SSL", "sasl.mechanisms": "PLAIN",
+                     "sasl.username": settings.kafka_sasl_username,
+                     "sasl.password": settings.secret("kafka_sasl_password")})
+    return conf
+
+
+def count_partition(session, symbol: str, day, min_trade_id: int = 0) -> int:
+    from cassandra.query import SimpleStatement
+
+    stmt = SimpleStatement(f"SELECT count(*) FROM {DATASET.name} WHERE symbol = %s AND {DATASET.bucket_column} = %s "
+                           "AND trade_id >= %s", fetch_size=None)
+    return session.execute(stmt, (symbol, day, min_trade_id), timeout=120).one()[0]
+
+
+def delete_partition(session, symbol: str, day) -> None:
+    # No USING TIMESTAMP: "now" in microseconds is far above any LSN, so the partition stays deleted; the
+    # bench symbols are random and never written again.
+    session.execute(f"DELETE FROM {DATASET.name} WHERE symbol = %s AND {DATASET.bucket_column} = %s",
+                    (symbol, day), timeout=60)
+
+
+# --- latency -----------------------------------------------------------------------------------------------
+
+def now_ms() -> datetime:
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond - now.microsecond % 1000)
+
+
+def trade_row(symbol: str, trade_id: int, moment: datetime) -> tuple:
+    """A recent_trades row in column order (dataset-driven), exact decimals, millisecond UTC time."""
+    values = {"symbol": symbol}
+    for c in DATASET.columns:
+        if c.name in values:
+            continue
+        if c.kind == "bigint":
+            values[c.name] = trade_id
+        elif c.kind == "decimal":
+            values[c.name] = Decimal("67012.34000000") if c.name == "price" else Decimal("0.00150000")
+        elif c.kind == "timestamp":
+            values[c.name] = moment
+        elif c.kind == "boolean":
+            values[c.name] = bool(trade_id % 2)
+        else:
+            raise ValueError(f"{DATASET.name}.{c.name}: no bench value for kind {c.kind}")
+    return tuple(values[c] for c in DATASET.column_names)
+
+
+def insert_sql() -> str:
+    return f"INSERT INTO binance.{DATASET.name} ({', '.join(DATASET.column_names)}) VALUES %s"
+
+
+@dataclass
+class Sampler:
+    """Polls Cassandra for sampled rows and records client commit -> readable, in seconds."""
+
+    session: Any
+    symbol: str
+    pending: list = field(default_factory=list)  # (trade_id, day, committed wall time)
+    latencies: list = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def add(self, trade_id: int, day, committed: float) -> None:
+        with self.lock:
+            self.pending.append((trade_id, day, committed))
+
+    def run(self) -> None:
+        stmt = self.session.prepare(f"SELECT trade_id FROM {DATASET.name} WHERE symbol = ? AND "
+                                    f"{DATASET.bucket_column} = ? AND trade_id = ?")
+        while not (self.done.is_set() and not self.pending):
+            with self.lock:
+                pending = list(self.pending)
+            for item in pending:
+                trade_id, day, committed = item
+                if self.session.execute(stmt, (self.symbol, day, trade_id)).one() is not None:
+                    self.latencies.append(time.time() - committed)
+                    with self.lock:
+                        self.pending.remove(item)
+            time.sleep(0.01)
+
+
+def wait_rows(session, symbol: str, days: set, expected: int, timeout: float, job: StreamingJob,
+              min_trade_id: int = 0) -> float:
+    """Seconds until the bench partitions hold `expected` rows with trade_id >= min_trade_id (0: deletes)."""
+    t0 = time.monotonic()
+    while True:
+        count = sum(count_partition(session, symbol, d, min_trade_id) for d in days)
+        if count == expected:
+            return time.monotonic() - t0
+        job.check_alive()
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"{DATASET.name} {symbol}: {count} rows in Cassandra, expected {expected}, "
+                               f"after {timeout}s")
+        log.info("%s %s: %d of %d rows in Cassandra", DATASET.name, symbol, count, expected)
+        time.sleep(2)
+
+
+def warm_up(conn, session, symbol: str, job: StreamingJob, days: set) -> None:
+    """Insert one row at a time until the job has written one: startingOffsets=latest is then resolved."""
+    from psycopg2.extras import execute_values
+
+    for trade_id in range(1, 30):
+        moment = now_ms()
+        days.add(moment.date())
+        with conn.cursor() as cur:
+            execute_values(cur, insert_sql(), [trade_row(symbol, trade_id, moment)])
+        conn.commit()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            job.check_alive()
+            if count_partition(session, symbol, moment.date()):
+                log.info("%s %s: warm-up row %d written by the job", DATASET.name, symbol, trade_id)
+                return
+            time.sleep(0.2)
+    raise TimeoutError(f"{DATASET.name} {symbol}: no warm-up row reached Cassandra; job log:\n{job.tail()}")
+
+
+def produce_steady(conn, symbol: str, seconds: int, sampler: Sampler, days: set) -> dict:
+    """ROWS_PER_TX rows every ROWS_PER_TX/RATE s, one transaction each, paced on the monotonic clock."""
+    from psycopg2.extras import execute_values
+
+    interval = ROWS_PER_TX / RATE_ROWS_PER_S
+    ticks = int(seconds / interval)
+    late = 0
+    t0 = time.monotonic()
+    for tick in range(ticks):
+        due = t0 + tick * interval
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -interval:
+            late += 1
+        moment = now_ms()
+        days.add(moment.date())
+        first = FIRST_TRADE_ID + tick * ROWS_PER_TX
+        rows = [trade_row(symbol, first + k, moment) for k in range(ROWS_PER_TX)]
+        with conn.cursor() as cur:
+            execute_values(cur, insert_sql(), rows, page_size=ROWS_PER_TX)
+        conn.commit()
+        if tick % SAMPLE_EVERY_TX == 0:
+            sampler.add(first, moment.date(), time.time())
+        if tick and tick % 100 == 0:
+            log.info("%s %s: %d rows committed", DATASET.name, symbol, tick * ROWS_PER_TX)
+    elapsed = time.monotonic() - t0
+    rows = ticks * ROWS_PER_TX
+    log.info("%s %s: %d rows in %d transactions over %.2f s (%.0f rows/s, %d ticks late)", DATASET.name, symbol,
+             rows, ticks, elapsed, rows / elapsed, late)
+    return {"rows": rows, "seconds": elapsed, "late_ticks": late}
+
+
+def read_latencies(session, symbol: str, days: set) -> dict[str, list[float]]:
+    from cassandra.query import SimpleStatement
+
+    stmt = SimpleStatement(f"SELECT trade_id, cdc_source_ts, cdc_event_ts, cdc_written_at FROM {DATASET.name} "
+                           f"WHERE symbol = %s AND {DATASET.bucket_column} = %s", fetch_size=5000)
+    out: dict[str, list[float]] = {"total": [], "debezium": [], "stream": []}
+    for day in days:
+        for r in session.execute(stmt, (symbol, day), timeout=120):
+            if r.trade_id < FIRST_TRADE_ID:
+                continue  # warm-up rows
+            out["total"].append((r.cdc_written_at - r.cdc_source_ts).total_seconds())
+            out["debezium"].append((r.cdc_event_ts - r.cdc_source_ts).total_seconds())
+            out["stream"].append((r.cdc_written_at - r.cdc_event_ts).total_seconds())
+    return out
+
+
+def latency_bench(settings, seconds: int = LATENCY_SECONDS, trigger: float = TRIGGER_SECONDS) -> list[dict]:
+    symbol = f"BENCH{secrets.token_hex(4).upper()}USDT"
+    days: set = set()
+    conn = pg_connect(settings)
+    session = cassandra(settings)
+    sampler = Sampler(session, symbol)
+    thread = threading.Thread(target=sampler.run, name="bench-visibility", daemon=True)
+    env = {"SPARK_STARTING_OFFSETS": "latest", "SPARK_TRIGGER_SECONDS": str(trigger)}
+    try:
+        with running_job(settings, env) as job:
+            try:
+                job.wait_started()
+                warm_up(conn, session, symbol, job, days)
+                thread.start()
+                produced = produce_steady(conn, symbol, seconds, sampler, days)
+                expected = produced["rows"]
+                caught_up = wait_rows(session, symbol, days, expected, CATCH_UP_TIMEOUT, job, FIRST_TRADE_ID)
+                log.info("%s %s: all %d rows in Cassandra %.1f s after the last commit", DATASET.name, symbol,
+                         expected, caught_up)
+                sampler.done.set()
+                thread.join(timeout=60)
+                lat = read_latencies(session, symbol, days)
+            finally:
+                sampler.done.set()
+                deletes_s = cleanup_latency(settings, conn, session, symbol, days, job)
+    finally:
+        for day in days:
+            delete_partition(session, symbol, day)
+        conn.close()
+        session.cluster.shutdown()
+    if len(lat["total"]) != produced["rows"]:
+        raise RuntimeError(f"read {len(lat['total'])} latencies, expected {produced['rows']}")
+    visible = sampler.latencies
+    extra = {
+        "rows": produced["rows"], "rate_rows_per_s": round(produced["rows"] / produced["seconds"], 1),
+        "rows_per_tx": ROWS_PER_TX, "trigger_s": trigger, "late_ticks": produced["late_ticks"],
+        "caught_up_after_last_commit_s": round(caught_up, 2),
+        "debezium_p50_s": percentile(lat["debezium"], 50), "debezium_p99_s": percentile(lat["debezium"], 99),
+        "stream_p50_s": percentile(lat["stream"], 50), "stream_p99_s": percentile(lat["stream"], 99),
+        "visible_samples": len(visible), "deletes_reached_cassandra_s": deletes_s,
+        "note": "cdc_written_at - cdc_source_ts (Postgres commit -> sink clock read once per Spark task, "
+                "before its decode+write: a lower bound); visible_*: client commit -> row readable by polling, "
+                f"one row of every {SAMPLE_EVERY_TX}th transaction",
+    }
+    entries = []
+    for q, goal in ((50, "<= 1"), (95, None), (99, "<= 3")):
+        entry = {"name": f"cdc_latency_p{q}_s", "ours": percentile(lat["total"], q), "baseline": None,
+                 "unit": "s", "ratio": None,
+                 f"visible_p{q}_s": round(percentile(visible, q), 3) if visible else None, **extra}
+        if goal:
+            entry["goal"] = goal
+        entries.append(entry)
+    log.info("latency %s: p50 %.3f s p95 %.3f s p99 %.3f s (sink time); visible p50 %s p99 %s (%d samples)",
+             symbol, entries[0]["ours"], entries[1]["ours"], entries[2]["ours"],
+             entries[0]["visible_p50_s"], entries[2]["visible_p99_s"], len(visible))
+    return entries
+
+
+def cleanup_latency(settings, conn, session, symbol: str, days: set, job: StreamingJob) -> float | None:
+    """Delete the bench rows in Postgres; seconds until the deletes emptied Cassandra (None if they did not)."""
+    conn.rollback()
+    with conn.cursor() as cur:
+        cur.execute(f"DELETE FROM binance.{DATASET.name} WHERE symbol = %s", (symbol,))
+        deleted = cur.rowcount
+    conn.commit()
+    log.info("%s %s: %d bench rows deleted in Postgres", DATASET.name, symbol, deleted)
+    if not days or job.proc is None or job.proc.poll() is not None:
+        return None
+    try:
+        seconds = wait_rows(session, symbol, days, 0, CATCH_UP_TIMEOUT, job)
+    except Exception as exc:  # cleanup goes on: the partitions are removed directly afterwards
+        log.error("%s %s: deletes did not reach Cassandra: %s", DATASET.name, symbol, exc)
+        return None
+    log.info("%s %s: the %d deletes reached Cassandra in %.1f s", DATASET.name, symbol, deleted, seconds)
+    return round(seconds, 2)
+
+
+# --- drain -------------------------------------------------------------------------------------------------
+
+def drain_topics(prefix: str) -> list[str]:
+    return [f"{prefix}.{d.topic_suffix}" for d in ds.DATASETS.values()]
+
+
+def create_topics(settings, prefix: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(kafka_conf(settings))
+    # Every topic the job subscribes to exists up front (1 partition), the drained one has DRAIN_PARTITIONS.
+    new = [NewTopic(t, num_partitions=DRAIN_PARTITIONS if t.endswith(DATASET.topic_suffix) else 1,
+                    replication_factor=1) for t in drain_topics(prefix)]
+    for topic, future in admin.create_topics(new, operation_timeout=30).items():
+        future.result()
+    log.info("drain: created topics %s", ", ".join(drain_topics(prefix)))
+
+
+def delete_topics(settings, prefix: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(kafka_conf(settings))
+    doomed = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix + ".")]
+    if doomed:
+        for topic, future in admin.delete_topics(doomed, operation_timeout=60).items():
+            future.result()
+        log.info("drain: deleted topics %s", ", ".join(sorted(doomed)))
+
+
+def produce_backlog(settings, prefix: str, symbols: list[str], start: datetime, n: int) -> float:
+    from confluent_kafka import Producer
+
+    key_t, value_t = event_template()
+    topic = f"{prefix}.{DATASET.topic_suffix}"
+    span = timedelta(days=DRAIN_DAYS)
+    failures: list = []
+    producer = Producer({**kafka_conf(settings), "linger.ms": 50, "batch.size": 1_000_000,
+                         "compression.type": "lz4", "acks": "all", "queue.buffering.max.messages": 500_000})
+    commit_ms = int(time.time() * 1000)
+    t0 = time.monotonic()
+    for i in range(n):
+        values = drain_values(i, symbols, start, span, n)
+        lsn = 100_000_000 + i * 200
+        meta = {"src_ms": commit_ms, "src_us": commit_ms * 1000, "src_ns": commit_ms * 1_000_000, "lsn": lsn,
+                "ev_ms": commit_ms + 5, "ev_us": (commit_ms + 5) * 1000, "ev_ns": (commit_ms + 5) * 1_000_000,
+                "sequence": f'[null,\\"{lsn}\\"]', "prefix": prefix}
+        values.update(meta)
+        while True:
+            try:
+                producer.produce(topic, key=(key_t % values).encode(), value=(value_t % values).encode(),
+                                 on_delivery=lambda err, _msg: err and failures.append(err))
+                break
+            except BufferError:
+                producer.poll(0.1)
+        if i % 10_000 == 0:
+            producer.poll(0)
+        if i and i % 200_000 == 0:
+            log.info("drain: %d events produced to %s", i, topic)
+    left = producer.flush(120)
+    if left or failures:
+        raise RuntimeError(f"drain: {left} events undelivered, {len(failures)} failed ({failures[:3]})")
+    seconds = time.monotonic() - t0
+    log.info("drain: %d events on %s in %.1f s", n, topic, seconds)
+    return seconds
+
+
+def drain_partitions(symbols: list[str], start: datetime, n: int) -> list[tuple[str, Any]]:
+    span = timedelta(days=DRAIN_DAYS)
+    last = start + timedelta(milliseconds=(n - 1) * max(1, int(span.total_seconds() * 1000) // n))
+    days = [(start + timedelta(days=k)).date() for k in range((last.date() - start.date()).days + 1)]
+    return [(s, d) for s in symbols for d in days]
+
+
+def drain_bench(settings, events: int = DRAIN_EVENTS, max_offsets: int = DRAIN_MAX_OFFSETS) -> list[dict]:
+    tag = secrets.token_hex(3)
+    prefix = f"benchdrain{tag}"
+    symbols = drain_symbols(tag)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    session = cassandra(settings)
+    env = {"TOPIC_PREFIX": prefix, "SPARK_STARTING_OFFSETS": "earliest",
+           "SPARK_MAX_OFFSETS_PER_TRIGGER": str(max_offsets)}
+    try:
+        create_topics(settings, prefix)
+        produce_s = produce_backlog(settings, prefix, symbols, start, events)
+        with running_job(settings, env, once=True) as job:
+            t0 = time.monotonic()
+            code = job.wait_exit(timeout=3600)
+            wall_s = time.monotonic() - t0
+            text = job.text()
+        if code != 0:
+            raise RuntimeError(f"spark_streaming.py --once exited with {code}")
+        started, batches = parse_job_log(text)
+        rates = drain_rates(started, batches)
+        processed = sum(b.rows for b in batches)
+        dead = sum(b.dead_letters for b in batches)
+        t_count = time.monotonic()
+        stored = sum(count_partition(session, s, d) for s, d in drain_partitions(symbols, start, events))
+        log.info("drain: Cassandra holds %d of %d rows (counted per partition in %.1f s); %d processed, "
+                 "%d dead letters", stored, events, time.monotonic() - t_count, processed, dead)
+        if stored != events or processed != events or dead:
+            raise RuntimeError(f"drain lost rows: {stored} stored, {processed} processed, {dead} dead letters, "
+                               f"{events} produced")
+    finally:
+        try:
+            delete_topics(settings, prefix)
+        finally:
+            for s, d in drain_partitions(symbols, start, events):
+                delete_partition(session, s, d)
+            log.info("drain: bench partitions deleted from Cassandra")
+            session.cluster.shutdown()
+    wall_rate = events / wall_s
+    log.info("drain %d events: steady %.0f rows/s over %d batches (%.1f s); %.0f rows/s from query start; "
+             "%.0f rows/s wall incl. JVM start (%.1f s)", events, rates["steady_rows_per_s"], rates["batches"],
+             rates["steady_seconds"], rates.get("from_query_start_rows_per_s", 0), wall_rate, wall_s)
+    return [{
+        "name": "drain_rows_per_s", "ours": rates["steady_rows_per_s"], "baseline": None, "unit": "rows/s",
+        "ratio": None, "goal": ">= 20000", "events": events, "kafka_partitions": DRAIN_PARTITIONS,
+        "max_offsets_per_trigger": max_offsets, "batches": rates["batches"],
+        "steady_seconds": round(rates["steady_seconds"], 2),
+        "from_query_start_rows_per_s": round(rates.get("from_query_start_rows_per_s", 0), 1),
+        "wall_rows_per_s": round(wall_rate, 1), "wall_seconds": round(wall_s, 2),
+        "produce_seconds": round(produce_s, 2), "verified_rows": events,
+        "note": "steady = rows of batches 2..n / (end of batch n - end of batch 1), from the job's log; "
+                "wall includes JVM start and Spark setup; master local[2], lz4 topic",
+    }]
+
+
+def run(settings) -> list[dict]:
+    return latency_bench(settings) + drain_bench(settings)
+
+
+def _main() -> int:
+    import argparse
+
+    from binance_cdc.settings import load_dotenv_file, load_settings
+
+    parser = argparse.ArgumentParser(description="one CDC bench, printed, not merged into results.json")
+    parser.add_argument("which", choices=("latency", "drain"))
+    parser.add_argument("--seconds", type=int, default=LATENCY_SECONDS)
+    parser.add_argument("--trigger", type=float, default=TRIGGER_SECONDS)
+    parser.add_argument("--events", type=int, default=DRAIN_EVENTS)
+    parser.add_argument("--max-offsets", type=int, default=DRAIN_MAX_OFFSETS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    load_dotenv_file()
+    settings = load_settings()
+    entries = (latency_bench(settings, args.seconds, args.trigger) if args.which == "latency"
+               else drain_bench(settings, args.events, args.max_offsets))
+    print(json.dumps(entries, indent=2, default=str))  # the CLI's result
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
