@@ -30,7 +30,7 @@ from psycopg2 import sql
 
 from binance_cdc import datasets as ds
 from binance_cdc import pg_load, transforms
-from binance_cdc.binance_client import BinanceClient, request_weight
+from binance_cdc.binance_client import BinanceClient
 from binance_cdc.extract import fetch, tradable_symbols
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,6 @@ from binance_cdc.binance_client import (
     BannedError,
     BinanceClient,
     BinanceError,
-    RestrictedLocationError,
     StopRun,
     UnknownSymbolError,
     chunks,
