@@ -2,7 +2,7 @@
 
 Every stage follows from (or is checked against) these definitions:
 - the extractor builds its requests and rows from `endpoint`, `params` and `columns`;
-- `sql/` and `cql/` declare the same columns and keys (tests/unit/test_drift.py parses both and compares);
+- `sql/` and `cql/` declare the same columns and keys (tests/unit/test_sql_drift.py and test_cql_drift.py parse them and compare);
 - the Debezium decoder converts each `after`/`before` field by its `kind`;
 - the bridge copies Cassandra rows back by the same column list.
 
