@@ -186,6 +186,67 @@ def drain_values(i: int, symbols: list[str], start: datetime, span: timedelta, n
     return values
 
 
+# --- CPU accounting (where the time goes on this shared 2-core box) -----------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat(pid: int) -> tuple[str, int, float] | None:
+    """(command name, session id, user+system CPU seconds) of a live process, None when gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    comm = text[text.index("(") + 1:text.rindex(")")]
+    fields = text[text.rindex(")") + 2:].split()
+    return comm, int(fields[3]), (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+class CpuMeter:
+    """Polls the CPU seconds of every process in one session (the job: its JVM and Python workers)."""
+
+    def __init__(self, session_id: int) -> None:
+        self.session_id = session_id
+        self.seen: dict[int, tuple[str, float]] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, name="bench-cpu", daemon=True)
+
+    def _poll(self) -> None:
+        while not self.done.is_set():
+            self.sample()
+            self.done.wait(1.0)
+
+    def sample(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                stat = proc_stat(int(entry.name))
+                if stat and stat[1] == self.session_id:
+                    self.seen[int(entry.name)] = (stat[0], stat[2])
+
+    def by_kind(self) -> dict[str, Any]:
+        kinds: dict[str, float] = {}
+        for comm, cpu in self.seen.values():
+            kind = "spark_jvm" if comm == "java" else "python"  # python: the job's driver + PySpark workers
+            kinds[kind] = kinds.get(kind, 0.0) + cpu
+        summary: dict[str, Any] = {k: round(v, 1) for k, v in kinds.items()}
+        # many distinct Python pids would mean PySpark workers (and their Cassandra sessions) are not reused
+        summary["python_processes"] = sum(1 for comm, _ in self.seen.values() if comm != "java")
+        return summary
+
+
+def cassandra_pid() -> int | None:
+    from stack.process import read_pid
+
+    return read_pid("cassandra")
+
+
 # --- the streaming job as a subprocess ---------------------------------------------------------------------
 
 class StreamingJob:
@@ -199,12 +260,15 @@ class StreamingJob:
         self.argv = [str(PYTHON), str(JOB), "--master", "local[2]"] + (["--once"] if once else [])
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
+        self.cpu: CpuMeter | None = None
 
     def start(self) -> None:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=self.env, cwd=PROJECT_ROOT, start_new_session=True)
         self.started_at = time.monotonic()
+        self.cpu = CpuMeter(self.proc.pid)
+        self.cpu.thread.start()
         log.info("spark_streaming.py started: pid %d, log %s", self.proc.pid, self.log_path)
 
     def text(self) -> str:
@@ -236,6 +300,8 @@ class StreamingJob:
         """SIGTERM (the job stops its query after the running batch), then SIGKILL its process group."""
         if self.proc is None:
             return
+        if self.cpu is not None:
+            self.cpu.done.set()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -463,6 +529,7 @@ def latency_bench(settings, seconds: int = LATENCY_SECONDS, trigger: float = TRI
     sampler = Sampler(session, symbol)
     thread = threading.Thread(target=sampler.run, name="bench-visibility", daemon=True)
     env = {"SPARK_STARTING_OFFSETS": "latest", "SPARK_TRIGGER_SECONDS": str(trigger)}
+    load_before = os.getloadavg()[0]
     try:
         with running_job(settings, env) as job:
             try:
@@ -495,6 +562,7 @@ def latency_bench(settings, seconds: int = LATENCY_SECONDS, trigger: float = TRI
         "debezium_p50_s": percentile(lat["debezium"], 50), "debezium_p99_s": percentile(lat["debezium"], 99),
         "stream_p50_s": percentile(lat["stream"], 50), "stream_p99_s": percentile(lat["stream"], 99),
         "visible_samples": len(visible), "deletes_reached_cassandra_s": deletes_s,
+        "loadavg_1m_start": round(load_before, 2), "loadavg_1m_end": round(os.getloadavg()[0], 2),
         "note": "cdc_written_at - cdc_source_ts (Postgres commit -> sink clock read once per Spark task, "
                 "before its decode+write: a lower bound); visible_*: client commit -> row readable by polling, "
                 f"one row of every {SAMPLE_EVERY_TX}th transaction",
@@ -616,11 +684,25 @@ def drain_bench(settings, events: int = DRAIN_EVENTS, max_offsets: int = DRAIN_M
     try:
         create_topics(settings, prefix)
         produce_s = produce_backlog(settings, prefix, symbols, start, events)
+        cass_pid = cassandra_pid()
+        cass_before = proc_stat(cass_pid)[2] if cass_pid and proc_stat(cass_pid) else None
+        busy_before, total_before = machine_ticks()
+        load_before = os.getloadavg()[0]
         with running_job(settings, env, once=True) as job:
             t0 = time.monotonic()
             code = job.wait_exit(timeout=3600)
             wall_s = time.monotonic() - t0
             text = job.text()
+            job.cpu.done.set()
+            cpu = job.cpu.by_kind()
+        busy_after, total_after = machine_ticks()
+        cass_after = proc_stat(cass_pid)[2] if cass_pid and proc_stat(cass_pid) else None
+        if cass_before is not None and cass_after is not None:
+            cpu["cassandra"] = round(cass_after - cass_before, 1)
+        cpu["machine_busy_pct"] = round(100 * (busy_after - busy_before) / max(1, total_after - total_before), 1)
+        cpu["loadavg_1m_before"] = round(load_before, 2)
+        log.info("drain: CPU seconds during the job: %s (wall %.1f s, 2 cores = %.1f CPU s available)", cpu,
+                 wall_s, 2 * wall_s)
         if code != 0:
             raise RuntimeError(f"spark_streaming.py --once exited with {code}")
         started, batches = parse_job_log(text)
@@ -653,7 +735,7 @@ def drain_bench(settings, events: int = DRAIN_EVENTS, max_offsets: int = DRAIN_M
         "steady_seconds": round(rates["steady_seconds"], 2),
         "from_query_start_rows_per_s": round(rates.get("from_query_start_rows_per_s", 0), 1),
         "wall_rows_per_s": round(wall_rate, 1), "wall_seconds": round(wall_s, 2),
-        "produce_seconds": round(produce_s, 2), "verified_rows": events,
+        "produce_seconds": round(produce_s, 2), "verified_rows": events, "cpu_seconds": cpu,
         "note": "steady = rows of batches 2..n / (end of batch n - end of batch 1), from the job's log; "
                 "wall includes JVM start and Spark setup; master local[2], lz4 topic",
     }]
