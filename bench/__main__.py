@@ -28,12 +28,18 @@ def merge(existing: list[dict], new: list[dict]) -> list[dict]:
     return sorted(by_name.values(), key=lambda e: e["name"])
 
 
+def cell(value, spec: str) -> str:
+    """A number formatted by `spec`; an entry without a baseline shows a dash."""
+    return format(value, spec) if value is not None else "-"
+
+
 def table(entries: list[dict]) -> str:
-    header = f"{'name':<22} {'ours':>14} {'baseline':>14} {'unit':<10} {'ratio':>8}"
+    header = f"{'name':<22} {'ours':>14} {'baseline':>14} {'unit':<10} {'ratio':>8}  goal"
     lines = [header, "-" * len(header)]
     for e in entries:
         lines.append(
-            f"{e['name']:<22} {e['ours']:>14,.2f} {e['baseline']:>14,.2f} {e['unit']:<10} {e['ratio']:>8.2f}"
+            f"{e['name']:<22} {cell(e['ours'], ',.3f'):>14} {cell(e['baseline'], ',.3f'):>14} {e['unit']:<10} "
+            f"{cell(e['ratio'], '.2f'):>8}  {e.get('goal', '')}"
         )
     return "\n".join(lines)
 
