@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -32,6 +35,7 @@ from binance_cdc import datasets as ds
 from binance_cdc import pg_load, transforms
 from binance_cdc.binance_client import BinanceClient
 from binance_cdc.extract import fetch, tradable_symbols
+from binance_cdc.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -176,22 +180,46 @@ def cycle_sequential(url: str, symbols: list[str]) -> tuple[float, int]:
     return time.perf_counter() - t0, weight
 
 
-def cycle_bench(settings: Any) -> list[dict]:
-    from simulator import BinanceSimulator
+def start_simulator(symbols: list[str]) -> tuple[subprocess.Popen, str]:
+    """The simulator in its own process, as a real server would be: it must not share our GIL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "--port", str(port), "--latency-ms", str(LATENCY_MS),
+         "--symbols", ",".join(symbols), "--dead", "", "--frozen"],
+        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            requests.get(url + "/api/v3/ping", timeout=1).raise_for_status()
+            return proc, url
+        except requests.RequestException:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("bench: the simulator did not start")
+            time.sleep(0.2)
 
+
+def advance(url: str, seconds: int) -> None:
+    requests.post(url + "/_sim/advance", json={"seconds": seconds}, timeout=600).raise_for_status()
+
+
+def cycle_bench(settings: Any) -> list[dict]:
     symbols = bench_symbols(CYCLE_SYMBOLS)
-    sim = BinanceSimulator(symbols=tuple(symbols), dead_symbols=(), latency_ms=LATENCY_MS, seed=1)
-    sim.start()
+    sim, url = start_simulator(symbols)
     try:
         # The simulator computes 24 h of aggregates per symbol on first use; that is its cost, not the
         # client's, so both patterns are timed against a warm simulator in a fresh weight window.
-        requests.get(sim.url + "/api/v3/ticker/24hr", timeout=600).raise_for_status()
-        sim.advance(60)
-        ours_s, ours_weight, rows = cycle_ours(sim.url, symbols, settings.binance_max_workers)
-        sim.advance(60)  # a fresh weight window for the baseline
-        base_s, base_weight = cycle_sequential(sim.url, symbols)
+        requests.get(url + "/api/v3/ticker/24hr", timeout=600).raise_for_status()
+        advance(url, 60)
+        ours_s, ours_weight, rows = cycle_ours(url, symbols, settings.binance_max_workers)
+        advance(url, 60)  # a fresh weight window for the baseline
+        base_s, base_weight = cycle_sequential(url, symbols)
     finally:
-        sim.stop()
+        sim.terminate()
+        sim.wait(timeout=30)
     log.info(
         "cycle %d symbols, %d ms latency: ours %.2f s (weight %d, %d rows), sequential %.2f s (weight %d)",
         len(symbols), LATENCY_MS, ours_s, ours_weight, rows, base_s, base_weight,
