@@ -1,14 +1,12 @@
 """Stage 3: Debezium change events (Kafka) -> Cassandra keyspace `binance_test`, with Spark Structured Streaming.
 
-One streaming query reads the five topics `<TOPIC_PREFIX>.binance.<table>`; each micro-batch
-(binance_cdc.micro_batch) writes the common upserts from Spark SQL through the spark-cassandra-connector
-(binance_cdc.fast_path) and hands every other message (deletes, tombstones, anything unusual) to the exact
-Python decoder and sink on the executors (binance_cdc.debezium + binance_cdc.cassandra_sink). Upserts and
-deletes of both paths carry `USING TIMESTAMP <source LSN>`, so the later Postgres change always wins and
-replays are harmless; tombstones are skipped and counted; undecodable messages go to `dead_letters`. Offsets
-live in the durable checkpoint SPARK_CHECKPOINT_DIR: a restart resumes where the last committed batch ended.
-Each batch logs its counts per topic (rows by op, tombstones, dead letters, fast and fallback) and the Kafka
-lag (maxOffsetsBehindLatest). A failed query is logged and the job exits with status 1.
+One streaming query reads the five topics `<TOPIC_PREFIX>.binance.<table>` and, in each micro-batch, decodes
+and writes on the executors (binance_cdc.debezium + binance_cdc.cassandra_sink): upserts and deletes carry
+`USING TIMESTAMP <source LSN>`, so the later Postgres change always wins and replays are harmless;
+tombstones are skipped and counted; undecodable messages go to `dead_letters`. Offsets live in the durable
+checkpoint SPARK_CHECKPOINT_DIR: a restart resumes where the last committed batch ended.
+Each batch logs its counts per topic (rows by op, tombstones, dead letters) and the Kafka lag
+(maxOffsetsBehindLatest). A failed query is logged and the job exits with status 1.
 
 Run card
 --------
@@ -45,7 +43,7 @@ import zipfile
 from pathlib import Path
 
 from binance_cdc import datasets
-from binance_cdc.micro_batch import make_batch_writer
+from binance_cdc.cassandra_sink import COUNTERS, summarize, write_partition
 from binance_cdc.settings import PROJECT_ROOT, load_dotenv_file, load_settings
 from binance_cdc.spark_session import launched_by_spark_submit
 
@@ -53,6 +51,7 @@ log = logging.getLogger("spark_streaming")
 
 APP_NAME = "binance-cdc-stream"
 SETTINGS_GROUPS = ("kafka", "cassandra", "spark")
+KAFKA_COLUMNS = ("topic", "partition", "offset", "key", "value")
 DRIVER_CONF = {"spark.driver.memory": "768m", "spark.sql.streaming.metricsEnabled": "true"}
 STOP_GRACE_SECONDS = 120
 
@@ -109,6 +108,24 @@ def package_zip(directory: Path) -> Path:
     return target
 
 
+def format_counts(counter) -> str:
+    return " ".join(f"{name}={counter.get(name, 0)}" for name in COUNTERS)
+
+
+def make_batch_writer(conf: dict):
+    def write_batch(df, batch_id: int) -> None:
+        rows = df.select(*KAFKA_COLUMNS).rdd
+        stats = rows.mapPartitions(lambda part: write_partition(part, conf)).collect()
+        totals = summarize(stats)
+        processed = sum(sum(c.values()) for c in totals.values())
+        for topic in sorted(totals):
+            log.info("batch %d %s: %s", batch_id, topic, format_counts(totals[topic]))
+        log.info("batch %d: processed %d messages, %d dead letters", batch_id, processed,
+                 sum(c.get("dead_letter", 0) for c in totals.values()))
+
+    return write_batch
+
+
 def progress_listener():
     from pyspark.sql.streaming import StreamingQueryListener
 
@@ -144,7 +161,7 @@ def start_query(spark, settings, once: bool):
         reader = reader.option(key, value)
     writer = (reader.load().writeStream.queryName(APP_NAME)
               .option("checkpointLocation", checkpoint_location(settings))
-              .foreachBatch(make_batch_writer(sink_conf(settings), settings.cassandra_keyspace)))
+              .foreachBatch(make_batch_writer(sink_conf(settings))))
     writer = writer.trigger(availableNow=True) if once else \
         writer.trigger(processingTime=f"{settings.spark_trigger_seconds} seconds")
     query = writer.start()

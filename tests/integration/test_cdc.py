@@ -244,23 +244,3 @@ def test_restart_resumes_without_loss_duplicate_or_replay(world):
     total = end_offsets(settings, world.connector["topics"])
     h.wait_for(lambda: sum(processed_counts(world.job.log_text())) >= total, 60, "all offsets processed")
     assert sum(processed_counts(world.job.log_text())) == total
-
-
-def topic_counts(log_text: str) -> dict[str, dict[str, int]]:
-    """Sum of the per-topic batch counters (c, r, u, d, tombstone, dead_letter, fast, fallback) in the job log."""
-    totals: dict[str, dict[str, int]] = {}
-    for topic, fields in re.findall(r"batch \d+ (\S+): ((?:\w+=\d+ ?)+)$", log_text, re.M):
-        counter = totals.setdefault(topic, {})
-        for name, n in re.findall(r"(\w+)=(\d+)", fields):
-            counter[name] = counter.get(name, 0) + int(n)
-    return totals
-
-
-def test_upserts_took_the_fast_path_and_the_rest_the_python_sink(world):
-    counts = topic_counts(world.job.log_text())
-    for topic in world.connector["topics"]:
-        c = counts.get(topic, {})
-        assert c.get("fast", 0) > 0, (topic, c)  # snapshot reads, inserts and updates in the JVM
-        assert c.get("fallback", 0) >= c.get("d", 0) + c.get("tombstone", 0) > 0, (topic, c)
-        assert c["fast"] + c["fallback"] == sum(c.get(op, 0) for op in ("c", "r", "u", "d", "tombstone",
-                                                                         "dead_letter")), (topic, c)
