@@ -275,7 +275,10 @@ def epoch_to_datetime(value: int, per_second: int) -> datetime:
     micros, rest = divmod(value * 1_000_000, per_second)
     if rest:
         raise ValueError(f"{value} (1/{per_second} s) has sub-microsecond precision")
-    return EPOCH + timedelta(microseconds=micros)
+    try:
+        return EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        raise ValueError(f"{value} (1/{per_second} s since the epoch) is outside the datetime range") from None
 
 
 def parse_iso_utc(text: str) -> datetime:
@@ -303,7 +306,11 @@ def _source_metadata(topic: str, envelope: dict) -> tuple[int, datetime, str | N
         tx_id = str(transaction["id"])
     else:
         tx_id = None if source.get("txId") is None else str(source["txId"])
-    return lsn, epoch_to_datetime(ts_ms, 1_000), tx_id
+    try:
+        source_ts = epoch_to_datetime(ts_ms, 1_000)
+    except ValueError as exc:
+        raise DecodeError(f"{topic}: source.ts_ms: {exc}") from None
+    return lsn, source_ts, tx_id
 
 
 def _event_ts(topic: str, envelope: dict) -> datetime:
@@ -311,5 +318,8 @@ def _event_ts(topic: str, envelope: dict) -> datetime:
     for name, per_second in (("ts_ms", 1_000), ("ts_us", 1_000_000)):
         value = envelope.get(name)
         if isinstance(value, int) and not isinstance(value, bool):
-            return epoch_to_datetime(value - value % (per_second // 1000), per_second)
+            try:
+                return epoch_to_datetime(value - value % (per_second // 1000), per_second)
+            except ValueError as exc:
+                raise DecodeError(f"{topic}: {name}: {exc}") from None
     raise DecodeError(f"{topic}: envelope has neither ts_ms nor ts_us")

@@ -297,3 +297,17 @@ def test_missing_metadata():
     topic, doc = plain_event()
     del doc["ts_ms"], doc["ts_us"], doc["ts_ns"]
     assert "neither ts_ms nor ts_us" in error_of(topic, doc)
+
+
+@pytest.mark.parametrize("field", ["source.ts_ms", "ts_ms", "after.trade_time"])
+def test_times_outside_the_datetime_range_are_decode_errors_not_crashes(field):
+    # An OverflowError here would fail the Spark task and, after retries, stop the whole stream.
+    topic, doc = plain_event()
+    huge = 10**20  # beyond year 9999 whether read as milliseconds or microseconds
+    if field == "source.ts_ms":
+        doc["source"]["ts_ms"] = huge
+    elif field == "ts_ms":
+        doc["ts_ms"] = huge
+    else:
+        doc["after"]["trade_time"] = huge
+    assert "outside the datetime range" in error_of(topic, doc)
