@@ -20,7 +20,8 @@ Column kinds are logical types with one exact mapping per store:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 PG_TYPES = {
     "text": "text",
@@ -83,11 +84,13 @@ class Dataset:
     bucket_unit: str = "day"  # "day" or "month": keeps partitions bounded as data grows
     description: str = ""
 
-    @property
+    # Derived views are read for every change event the stream decodes: computed once per dataset.
+    # Callers treat them as read-only.
+    @cached_property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
-    @property
+    @cached_property
     def kinds(self) -> dict[str, str]:
         return {c.name: c.kind for c in self.columns}
 
@@ -95,7 +98,7 @@ class Dataset:
     def topic_suffix(self) -> str:
         return f"binance.{self.name}"
 
-    @property
+    @cached_property
     def cql_columns(self) -> dict[str, str]:
         cols = {c.name: c.kind for c in self.columns}
         if self.bucket_column:
@@ -103,7 +106,7 @@ class Dataset:
         cols.update(CDC_COLUMNS)
         return cols
 
-    @property
+    @cached_property
     def cql_clustering_key(self) -> tuple[str, ...]:
         return tuple(k for k in self.primary_key if k not in self.cql_partition_key)
 
