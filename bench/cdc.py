@@ -45,6 +45,7 @@ from typing import Any, Iterator
 
 from binance_cdc import datasets as ds
 from binance_cdc.settings import PROJECT_ROOT
+from binance_cdc.kafka_client import client_conf as kafka_conf
 
 log = logging.getLogger(__name__)
 
@@ -352,15 +353,6 @@ def cassandra(settings):
     from binance_cdc.cassandra_conn import connect
 
     return connect(settings, keyspace=settings.cassandra_keyspace, timeout=60)
-
-
-def kafka_conf(settings) -> dict:
-    conf = {"bootstrap.servers": settings.kafka_bootstrap_servers}
-    if settings.kafka_security_protocol == "SASL_SSL":
-        conf.update({"security.protocol": "SASL_SSL", "sasl.mechanisms": "PLAIN",
-                     "sasl.username": settings.kafka_sasl_username,
-                     "sasl.password": settings.secret("kafka_sasl_password")})
-    return conf
 
 
 def count_partition(session, symbol: str, day, min_trade_id: int = 0) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from stack import process
+from stack.kafka import JVM_FLAGS
 from stack.paths import CONF, JAVA, LIB, PROJECT
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,6 @@ POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 # The one variable the env config provider may hand to connector configs.
 PROVIDED_ENV = ("PG_REPLICATION_PASSWORD",)
 HEAP = ["-Xms512m", "-Xmx768m"]
-JVM_FLAGS = ["-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-             "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
-             # log4j2's own shutdown hook would close the logs before the service's shutdown lines.
-             "-Dlog4j2.shutdownHookEnabled=false"]
 
 WORKER_SETTINGS = {
     "group.id": "binance-connect",

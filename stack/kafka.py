@@ -32,7 +32,7 @@ LOG4J2_FILE = PROJECT / "stack" / "conf" / "kafka" / "log4j2.properties"
 CONTROLLER_ADDRESS = ("127.0.0.1", 19093)
 NODE_ID = 1
 HEAP = ["-Xms512m", "-Xmx512m"]
-# kafka-run-class.sh's GC flags, minus the ones only a big heap needs.
+# kafka-run-class.sh's GC flags, minus the ones only a big heap needs; the Connect worker uses them too.
 JVM_FLAGS = ["-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
              "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
              # log4j2's own shutdown hook would close the logs before the service's shutdown lines.

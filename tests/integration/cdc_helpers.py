@@ -24,6 +24,7 @@ from typing import Iterator
 
 from binance_cdc import datasets
 from binance_cdc.settings import PROJECT_ROOT
+from binance_cdc.kafka_client import client_conf as kafka_conf
 from connectors import register
 
 log = logging.getLogger(__name__)
@@ -129,15 +130,6 @@ def drop_slot(settings, slot: str, timeout: float = 60) -> None:
                 time.sleep(0.5)
     finally:
         conn.close()
-
-
-def kafka_conf(settings) -> dict:
-    conf = {"bootstrap.servers": settings.kafka_bootstrap_servers}
-    if settings.kafka_security_protocol == "SASL_SSL":
-        conf.update({"security.protocol": "SASL_SSL", "sasl.mechanisms": "PLAIN",
-                     "sasl.username": settings.kafka_sasl_username,
-                     "sasl.password": settings.secret("kafka_sasl_password")})
-    return conf
 
 
 def topics_for(prefix: str) -> list[str]:
