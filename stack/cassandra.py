@@ -342,12 +342,6 @@ def stop() -> None:
 
 
 def status(settings) -> dict:
-    pid = process.read_pid(NAME)
-    healthy = False
-    if pid:
-        try:
-            healthy = _answers(settings, settings.cassandra_app_user, settings.secret("cassandra_app_password"))
-        except Exception as exc:  # down, booting, or not bootstrapped: all mean "not usable"
-            log.debug("cassandra: status probe failed: %s", exc)
-    return {"name": NAME, "up": healthy, "address": f"127.0.0.1:{settings.cassandra_port}",
-            "rss_mib": process.rss_mib(pid)}
+    return process.status_row(
+        NAME, f"127.0.0.1:{settings.cassandra_port}",
+        lambda: _answers(settings, settings.cassandra_app_user, settings.secret("cassandra_app_password")))

@@ -162,12 +162,5 @@ def stop() -> None:
 
 
 def status(settings) -> dict:
-    pid = process.read_pid(NAME)
-    healthy = False
-    if pid:
-        try:
-            wait_ready(settings, timeout=8)
-            healthy = True
-        except RuntimeError:
-            pass
-    return {"name": NAME, "up": healthy, "address": settings.connect_url, "rss_mib": process.rss_mib(pid)}
+    # wait_ready returns None once the REST API answers and raises otherwise.
+    return process.status_row(NAME, settings.connect_url, lambda: wait_ready(settings, timeout=8) is None)

@@ -192,12 +192,5 @@ def stop() -> None:
 
 def status(settings) -> dict:
     host, port = listener_address(settings)
-    pid = process.read_pid(NAME)
-    healthy = False
-    if pid:
-        try:
-            wait_ready(settings, timeout=8)
-            healthy = True
-        except RuntimeError:
-            pass
-    return {"name": NAME, "up": healthy, "address": f"{host}:{port}", "rss_mib": process.rss_mib(pid)}
+    # wait_ready returns None once the broker answers for our cluster id and raises otherwise.
+    return process.status_row(NAME, f"{host}:{port}", lambda: wait_ready(settings, timeout=8) is None)
