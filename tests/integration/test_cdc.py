@@ -12,7 +12,6 @@ and topics, the Postgres rows and the Cassandra partitions are removed.
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
