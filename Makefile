@@ -8,7 +8,7 @@ PY      := .venv/bin/python
 PYTEST  := .venv/bin/pytest
 MVN_PROPS := -Dkafka.version=$(KAFKA_VERSION) -Ddebezium.version=$(DEBEZIUM_VERSION) \
 	-Dcassandra.version=$(CASSANDRA_VERSION) -Dspark.version=$(SPARK_VERSION) \
-	-Dscala.binary=$(SCALA_BINARY) -Dscc.version=$(SPARK_CASSANDRA_CONNECTOR_VERSION) \
+	-Dscala.binary=$(SCALA_BINARY) \
 	-Dlog4j2.version=$(LOG4J2_VERSION)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
@@ -39,11 +39,12 @@ system-packages:  ## Debian packages: PostgreSQL, Java 17, Maven (only what is m
 	touch $@
 
 .local/lib/.installed: stack/versions.env stack/maven/pom.xml $(wildcard stack/maven/*/pom.xml)
+	rm -rf .local/lib/spark  # a jar dropped from a pom must not linger on spark.jars
 	mvn -B -q -f stack/maven/pom.xml package $(MVN_PROPS)
 	touch $@
 
 .env: .env.example
-	@[ -f .env ] || $(PY) -m stack env
+	@$(PY) -m stack env
 
 up: setup  ## start every service and wait until each answers
 	$(PY) -m stack up

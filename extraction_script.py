@@ -37,7 +37,7 @@ import logging
 import sys
 
 from binance_cdc import datasets as ds
-from binance_cdc.extract import EXIT_CONFIG, run
+from binance_cdc.extract.cycle import EXIT_CONFIG, run
 from binance_cdc.settings import SettingsError, load_dotenv_file, load_settings
 
 log = logging.getLogger("extraction_script")
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     load_dotenv_file()
     try:
-        settings = load_settings("postgres", "binance")
+        settings = load_settings("postgres", "postgres_app", "binance")
         base_url = args.base_url.rstrip("/") if args.base_url else None
         if base_url and not base_url.startswith(("http://", "https://")):
             raise ValueError(f"--base-url {args.base_url!r} must start with http:// or https://")

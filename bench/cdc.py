@@ -321,7 +321,7 @@ class StreamingJob:
 
 
 def job_env(settings, checkpoint: Path, **overrides: str) -> dict[str, str]:
-    env = {"SPARK_CHECKPOINT_DIR": str(checkpoint), "TOPIC_PREFIX": settings.topic_prefix,
+    env = {"SPARK_CHECKPOINT_DIR": str(checkpoint), "TOPIC_PREFIX": settings.kafka.topic_prefix,
            "PYSPARK_PYTHON": str(PYTHON)}
     env.update(overrides)
     return env
@@ -342,17 +342,15 @@ def running_job(settings, env: dict[str, str], once: bool = False) -> Iterator[S
 # --- stores ------------------------------------------------------------------------------------------------
 
 def pg_connect(settings):
-    import psycopg2
+    from binance_cdc.postgres_conn import app_connection
 
-    return psycopg2.connect(host=settings.pg_host, port=settings.pg_port, dbname=settings.pg_database,
-                            user=settings.pg_app_user, password=settings.secret("pg_app_password"),
-                            sslmode=settings.pg_sslmode, application_name="bench_cdc", connect_timeout=10)
+    return app_connection(settings, "bench_cdc")
 
 
 def cassandra(settings):
     from binance_cdc.cassandra_conn import connect
 
-    return connect(settings, keyspace=settings.cassandra_keyspace, timeout=60)
+    return connect(settings.cassandra, settings.cassandra_writer, keyspace=settings.cassandra.keyspace, timeout=60)
 
 
 def count_partition(session, symbol: str, day, min_trade_id: int = 0) -> int:
@@ -603,7 +601,7 @@ def drain_topics(prefix: str) -> list[str]:
 def create_topics(settings, prefix: str) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient(kafka_conf(settings))
+    admin = AdminClient(kafka_conf(settings.kafka))
     # Every topic the job subscribes to exists up front (1 partition), the drained one has DRAIN_PARTITIONS.
     new = [NewTopic(t, num_partitions=DRAIN_PARTITIONS if t.endswith(DATASET.topic_suffix) else 1,
                     replication_factor=1) for t in drain_topics(prefix)]
@@ -615,7 +613,7 @@ def create_topics(settings, prefix: str) -> None:
 def delete_topics(settings, prefix: str) -> None:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(kafka_conf(settings))
+    admin = AdminClient(kafka_conf(settings.kafka))
     doomed = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix + ".")]
     if doomed:
         for topic, future in admin.delete_topics(doomed, operation_timeout=60).items():
@@ -630,7 +628,7 @@ def produce_backlog(settings, prefix: str, symbols: list[str], start: datetime, 
     topic = f"{prefix}.{DATASET.topic_suffix}"
     span = timedelta(days=DRAIN_DAYS)
     failures: list = []
-    producer = Producer({**kafka_conf(settings), "linger.ms": 50, "batch.size": 1_000_000,
+    producer = Producer({**kafka_conf(settings.kafka), "linger.ms": 50, "batch.size": 1_000_000,
                          "compression.type": "lz4", "acks": "all", "queue.buffering.max.messages": 500_000})
     commit_ms = int(time.time() * 1000)
     t0 = time.monotonic()

@@ -1,6 +1,6 @@
 """Extraction benchmarks, ours and the naive way side by side in one run.
 
-- load_vs_to_sql: rows/s of our load path (COPY into staging + INSERT ... ON CONFLICT, binance_cdc.pg_load)
+- load_vs_to_sql: rows/s of our load path (COPY into staging + INSERT ... ON CONFLICT, binance_cdc.extract.load)
   vs pandas `DataFrame.to_sql(if_exists="append")` (the original project's loader), same 200k trade rows,
   both into a TEMP copy of binance.recent_trades with its primary key. Goal: ratio >= 20.
 - load_vs_copy: our load path vs a raw COPY into an unindexed TEMP table, the ceiling. ratio = ours/copy,
@@ -32,9 +32,10 @@ import requests
 from psycopg2 import sql
 
 from binance_cdc import datasets as ds
-from binance_cdc import pg_load, transforms
-from binance_cdc.binance_client import BinanceClient
-from binance_cdc.extract import fetch, tradable_symbols
+from binance_cdc.extract import load as pg_load, transforms
+from binance_cdc.postgres_conn import app_connection
+from binance_cdc.extract.client import BinanceClient
+from binance_cdc.extract.cycle import fetch, tradable_symbols
 from binance_cdc.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -106,13 +107,11 @@ def time_raw_copy(conn, rows: list[tuple]) -> float:
 
 def time_to_sql(settings: Any, rows: list[tuple]) -> float:
     import pandas as pd
-    from sqlalchemy import URL, create_engine, text
+    from sqlalchemy import create_engine, text
 
-    url = URL.create(
-        "postgresql+psycopg2", username=settings.pg_app_user, password=settings.secret("pg_app_password"),
-        host=settings.pg_host, port=settings.pg_port, database=settings.pg_database,
-    )
-    engine = create_engine(url)
+    from binance_cdc.postgres_conn import sqlalchemy_url
+
+    engine = create_engine(sqlalchemy_url(settings.postgres, settings.postgres_app))
     try:
         with engine.connect() as con:
             con.execute(text("CREATE TEMP TABLE bench_pandas (LIKE binance.recent_trades INCLUDING ALL)"))
@@ -131,7 +130,7 @@ def time_to_sql(settings: Any, rows: list[tuple]) -> float:
 
 def load_benches(settings: Any) -> list[dict]:
     rows = trade_rows()
-    conn = pg_load.connect(settings, application_name="bench_extraction")
+    conn = app_connection(settings, "bench_extraction")
     try:
         ours = time_ours(conn, rows)
         copy = time_raw_copy(conn, rows)
@@ -214,7 +213,7 @@ def cycle_bench(settings: Any) -> list[dict]:
         # client's, so both patterns are timed against a warm simulator in a fresh weight window.
         requests.get(url + "/api/v3/ticker/24hr", timeout=600).raise_for_status()
         advance(url, 60)
-        ours_s, ours_weight, rows = cycle_ours(url, symbols, settings.binance_max_workers)
+        ours_s, ours_weight, rows = cycle_ours(url, symbols, settings.binance.max_workers)
         advance(url, 60)  # a fresh weight window for the baseline
         base_s, base_weight = cycle_sequential(url, symbols)
     finally:
@@ -227,7 +226,7 @@ def cycle_bench(settings: Any) -> list[dict]:
     return [
         {"name": "cycle_vs_sequential", "ours": ours_s, "baseline": base_s, "unit": "s", "ratio": base_s / ours_s,
          "ours_weight": ours_weight, "baseline_weight": base_weight, "symbols": len(symbols),
-         "latency_ms": LATENCY_MS, "max_workers": settings.binance_max_workers},
+         "latency_ms": LATENCY_MS, "max_workers": settings.binance.max_workers},
     ]
 
 

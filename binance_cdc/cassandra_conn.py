@@ -1,12 +1,12 @@
 """Cassandra sessions from settings, and applying the cql/ files to any cluster.
 
-`connect(settings)` opens a session as the application role (CASSANDRA_APP_USER); pass `user`/`password`
-for another role (the stack's bootstrap uses the admin). Contact points, port and local data centre come
+`connect(cassandra, login)` opens a session to the cluster `cassandra` (CassandraSettings) as the role
+`login` (Credentials: the stream's writer, the bridge's reader, the stack's admin). Contact points, port and local data centre come
 from settings, so the same code reaches the local node or a remote cluster.
 
 The files in cql/ stay plain cqlsh-appliable: they name the keyspace `binance_test` and use the
 single-node replication map. `cql_statements()` splits a file into statements and swaps those two literals
-for settings.cassandra_keyspace and settings.cassandra_replication; `apply_cql_dir()` runs every file in
+for the configured keyspace and replication map; `apply_cql_dir()` runs every file in
 order.
 
 Decimals stay exact on every path: cassandra-driver 3.30 renders a Decimal bound to a non-prepared statement
@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Iterator
+
+from binance_cdc.settings import CassandraSettings, Credentials
 
 log = logging.getLogger(__name__)
 
@@ -104,23 +106,21 @@ def cql_decimal_literal(value: Decimal) -> str:
     return str(value)  # '123.4500', '1E+3', 'NaN', 'Infinity', '-Infinity' are all valid CQL literals
 
 
-def connect(settings, user: str | None = None, password: str | None = None, keyspace: str | None = None,
+def connect(cassandra: CassandraSettings, login: Credentials, keyspace: str | None = None,
             timeout: float = 10.0):
     """A cassandra.cluster.Session; close it with `session.cluster.shutdown()` (or use `session_scope`)."""
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
-    if user is None:
-        user, password = settings.cassandra_app_user, settings.secret("cassandra_app_password")
     profile = ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.cassandra_local_dc)),
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=cassandra.local_dc)),
         request_timeout=timeout,
     )
     cluster = Cluster(
-        contact_points=list(settings.cassandra_hosts),
-        port=settings.cassandra_port,
-        auth_provider=PlainTextAuthProvider(username=user, password=password),
+        contact_points=list(cassandra.hosts),
+        port=cassandra.port,
+        auth_provider=PlainTextAuthProvider(username=login.user, password=login.password.reveal()),
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=timeout,
         control_connection_timeout=timeout,
@@ -135,30 +135,30 @@ def connect(settings, user: str | None = None, password: str | None = None, keys
 
 
 @contextmanager
-def session_scope(settings, **kwargs) -> Iterator:
-    session = connect(settings, **kwargs)
+def session_scope(cassandra: CassandraSettings, login: Credentials, **kwargs) -> Iterator:
+    session = connect(cassandra, login, **kwargs)
     try:
         yield session
     finally:
         session.cluster.shutdown()
 
 
-def apply_cql_file(session, path: Path, settings) -> int:
+def apply_cql_file(session, path: Path, cassandra: CassandraSettings) -> int:
     """Execute every statement of one .cql file; returns how many ran."""
-    statements = cql_statements(Path(path).read_text(), settings.cassandra_keyspace, settings.cassandra_replication)
+    statements = cql_statements(Path(path).read_text(), cassandra.keyspace, cassandra.replication)
     for statement in statements:
         try:
             session.execute(statement)
         except Exception as exc:
             raise RuntimeError(f"{path}: statement failed: {statement[:200]!r}: {exc}") from exc
     log.info("cql: applied %s (%d statements, keyspace %s)", Path(path).name, len(statements),
-             settings.cassandra_keyspace)
+             cassandra.keyspace)
     return len(statements)
 
 
-def apply_cql_dir(session, directory: Path, settings) -> int:
+def apply_cql_dir(session, directory: Path, cassandra: CassandraSettings) -> int:
     """Apply every *.cql file in name order; returns the number of statements run."""
     files = sorted(Path(directory).glob("*.cql"))
     if not files:
         raise FileNotFoundError(f"no .cql files in {directory}")
-    return sum(apply_cql_file(session, path, settings) for path in files)
+    return sum(apply_cql_file(session, path, cassandra) for path in files)

@@ -201,7 +201,7 @@ DAILY_TICKER = Dataset(
     name="daily_ticker",
     endpoint="/api/v3/ticker/24hr",
     params={"type": "FULL"},
-    weight=2,  # 1-20 symbols in one call; see binance_cdc.binance_client.request_weight
+    weight=2,  # 1-20 symbols in one call; see binance_cdc.extract.client.request_weight
     batched=True,
     columns=(
         Column("symbol", "text", "symbol"),

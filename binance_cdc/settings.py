@@ -1,15 +1,22 @@
-"""One settings object, built once from the environment (and `.env`, through python-dotenv).
+"""Typed settings, built once from the environment (and `.env`, through python-dotenv).
 
-Each script asks for the groups it needs (`load_settings("postgres", "binance")`); every missing or
-invalid variable of those groups is reported together, by name, in one `SettingsError`. Secrets are
-`Secret` strings: their repr and str in logs are masked, `.reveal()` gives the value to a client.
+Each script asks for the groups it needs (`load_settings("postgres", "postgres_app", "binance")`) and
+gets a `Settings` whose group properties are frozen, picklable dataclasses (`settings.postgres.host`,
+`settings.binance.symbols`). Every missing or invalid variable of the requested groups is reported
+together, by name, in one `SettingsError`; asking for a group that was not loaded is an error naming it.
+Secrets are `Secret` strings: masked in repr, str and logs; `.reveal()` hands the value to a client.
 `.env.example` lists every variable declared here (tests/unit/test_settings.py checks it).
+
+Where and as whom are separate groups: `postgres` says where the source database is, `postgres_app`,
+`replication`, `bridge_login` and `grafana_login` are the roles; `cassandra` says where the cluster is,
+`cassandra_writer`, `cassandra_reader` and `cassandra_admin` are its roles. So a script only ever needs
+the passwords of the roles it uses.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -21,6 +28,8 @@ class SettingsError(ValueError):
 
 
 class Secret:
+    """A string that never shows itself: repr/str are masked, `reveal()` returns it."""
+
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
@@ -43,6 +52,96 @@ class Secret:
     def __bool__(self) -> bool:
         return bool(self._value)
 
+    def __reduce__(self):
+        # Shipped to Spark executors inside the sink's settings; pickling keeps the value, not a mask.
+        return (Secret, (self._value,))
+
+
+# --- the groups -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user: str
+    password: Secret
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    """Where the source database (schema `binance`) is."""
+
+    host: str
+    port: int
+    database: str
+    sslmode: str
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Where the bridge writes the serving schema that Grafana reads (may be another server)."""
+
+    host: str
+    port: int
+    database: str
+    sslmode: str
+    schema: str
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    interval_s: float
+    page_size: int
+
+
+@dataclass(frozen=True)
+class BinanceSettings:
+    base_url: str
+    symbols: tuple[str, ...]
+    weight_share: float
+    timeout_s: float
+    max_workers: int
+    max_retries: int
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Holds the SASL secret when set: build client configs from it, never log them."""
+
+    bootstrap_servers: str
+    security_protocol: str
+    sasl_username: str
+    sasl_password: Secret
+    topic_prefix: str
+
+
+@dataclass(frozen=True)
+class ConnectSettings:
+    url: str
+    slot_name: str
+    publication: str
+
+
+@dataclass(frozen=True)
+class CassandraSettings:
+    """Where the cluster is and which keyspace the pipeline uses."""
+
+    hosts: tuple[str, ...]
+    port: int
+    local_dc: str
+    keyspace: str
+    replication: str
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    checkpoint_dir: str
+    trigger_seconds: float
+    max_offsets_per_trigger: int
+    starting_offsets: str
+
+
+# --- parsers ----------------------------------------------------------------------------------------
+
 
 def _positive_int(raw: str) -> int:
     value = int(raw)
@@ -53,7 +152,7 @@ def _positive_int(raw: str) -> int:
 
 def _positive_float(raw: str) -> float:
     value = float(raw)
-    if value <= 0:
+    if not value > 0:
         raise ValueError("must be a positive number")
     return value
 
@@ -78,6 +177,12 @@ def _url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _identifier(raw: str) -> str:
+    if not raw or not (raw[0].isalpha() or raw[0] == "_") or not all(c.isalnum() or c == "_" for c in raw):
+        raise ValueError("must be a plain SQL identifier (letters, digits, _)")
+    return raw
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in allowed:
@@ -91,88 +196,159 @@ def _choice(*allowed: str) -> Callable[[str], str]:
 class Var:
     env: str
     group: str
+    field: str  # attribute of the group's dataclass
     parse: Callable[[str], Any] = str
     default: str | None = None  # None: required
     secret: bool = False
     doc: str = ""
 
 
+GROUP_TYPES: dict[str, type] = {
+    "postgres": PostgresSettings,
+    "postgres_app": Credentials,
+    "replication": Credentials,
+    "binance": BinanceSettings,
+    "kafka": KafkaSettings,
+    "connect": ConnectSettings,
+    "cassandra": CassandraSettings,
+    "cassandra_writer": Credentials,
+    "cassandra_reader": Credentials,
+    "cassandra_admin": Credentials,
+    "spark": SparkSettings,
+    "serving": ServingSettings,
+    "bridge": BridgeSettings,
+    "bridge_login": Credentials,
+    "grafana_login": Credentials,
+}
+
 VARIABLES: tuple[Var, ...] = (
     # Postgres: the application role loads `binance`; the replication role is Debezium's.
-    Var("PG_HOST", "postgres", default="127.0.0.1", doc="Postgres host"),
-    Var("PG_PORT", "postgres", _positive_int, "55432", doc="Postgres port"),
-    Var("PG_DATABASE", "postgres", default="binance", doc="database holding schema binance"),
-    Var("PG_APP_USER", "postgres", default="binance_app", doc="role the extractor writes with"),
-    Var("PG_APP_PASSWORD", "postgres", secret=True, doc="password of PG_APP_USER"),
-    Var("PG_SSLMODE", "postgres", default="prefer", doc="libpq sslmode (require for a cloud database)"),
-    Var("PG_REPLICATION_USER", "replication", default="binance_cdc", doc="role Debezium connects with"),
-    Var("PG_REPLICATION_PASSWORD", "replication", secret=True, doc="password of PG_REPLICATION_USER"),
+    Var("PG_HOST", "postgres", "host", default="127.0.0.1", doc="Postgres host"),
+    Var("PG_PORT", "postgres", "port", _positive_int, "55432", doc="Postgres port"),
+    Var("PG_DATABASE", "postgres", "database", default="binance", doc="database holding schema binance"),
+    Var("PG_SSLMODE", "postgres", "sslmode", default="prefer", doc="libpq sslmode (require for a cloud database)"),
+    Var("PG_APP_USER", "postgres_app", "user", default="binance_app", doc="role the extractor writes with"),
+    Var("PG_APP_PASSWORD", "postgres_app", "password", secret=True, doc="password of PG_APP_USER"),
+    Var("PG_REPLICATION_USER", "replication", "user", default="binance_cdc", doc="role Debezium connects with"),
+    Var("PG_REPLICATION_PASSWORD", "replication", "password", secret=True, doc="password of PG_REPLICATION_USER"),
     # Binance
-    Var("BINANCE_BASE_URL", "binance", _url, "https://api.binance.com",
+    Var("BINANCE_BASE_URL", "binance", "base_url", _url, "https://api.binance.com",
         doc="API base URL; https://data-api.binance.vision serves market data where api.binance.com answers 451"),
-    Var("BINANCE_SYMBOLS", "binance", _csv,
+    Var("BINANCE_SYMBOLS", "binance", "symbols", _csv,
         "BTCUSDT,ETHUSDT,BNBUSDT,XRPUSDT,SOLUSDT,ADAUSDT,DOGEUSDT,MATICUSDT,DOTUSDT,AVAXUSDT",
         doc="comma-separated symbols"),
-    Var("BINANCE_WEIGHT_SHARE", "binance", _share, "0.5",
+    Var("BINANCE_WEIGHT_SHARE", "binance", "weight_share", _share, "0.5",
         doc="share of the 6000/min request-weight budget one run may use"),
-    Var("BINANCE_TIMEOUT_S", "binance", _positive_float, "10", doc="per-request timeout in seconds"),
-    Var("BINANCE_MAX_WORKERS", "binance", _positive_int, "8", doc="concurrent requests"),
-    Var("BINANCE_MAX_RETRIES", "binance", _positive_int, "4", doc="retries on 429/5xx/timeouts"),
+    Var("BINANCE_TIMEOUT_S", "binance", "timeout_s", _positive_float, "10", doc="per-request timeout in seconds"),
+    Var("BINANCE_MAX_WORKERS", "binance", "max_workers", _positive_int, "8", doc="concurrent requests"),
+    Var("BINANCE_MAX_RETRIES", "binance", "max_retries", _positive_int, "4", doc="retries on 429/5xx/timeouts"),
     # Kafka (local broker or Confluent Cloud)
-    Var("KAFKA_BOOTSTRAP_SERVERS", "kafka", default="127.0.0.1:19092", doc="Kafka bootstrap servers"),
-    Var("KAFKA_SECURITY_PROTOCOL", "kafka", _choice("PLAINTEXT", "SASL_SSL"), "PLAINTEXT",
+    Var("KAFKA_BOOTSTRAP_SERVERS", "kafka", "bootstrap_servers", default="127.0.0.1:19092",
+        doc="Kafka bootstrap servers"),
+    Var("KAFKA_SECURITY_PROTOCOL", "kafka", "security_protocol", _choice("PLAINTEXT", "SASL_SSL"), "PLAINTEXT",
         doc="PLAINTEXT locally, SASL_SSL for Confluent Cloud"),
-    Var("KAFKA_SASL_USERNAME", "kafka", default="", doc="Confluent Cloud API key (SASL_SSL only)"),
-    Var("KAFKA_SASL_PASSWORD", "kafka", default="", secret=True, doc="Confluent Cloud API secret"),
-    Var("TOPIC_PREFIX", "kafka", default="binance", doc="Debezium topic.prefix: topics are <prefix>.binance.<table>"),
+    Var("KAFKA_SASL_USERNAME", "kafka", "sasl_username", default="", doc="Confluent Cloud API key (SASL_SSL only)"),
+    Var("KAFKA_SASL_PASSWORD", "kafka", "sasl_password", default="", secret=True, doc="Confluent Cloud API secret"),
+    Var("TOPIC_PREFIX", "kafka", "topic_prefix", default="binance",
+        doc="Debezium topic.prefix: topics are <prefix>.binance.<table>"),
     # Kafka Connect + Debezium
-    Var("CONNECT_URL", "connect", _url, "http://127.0.0.1:8083", doc="Kafka Connect REST API"),
-    Var("DEBEZIUM_SLOT_NAME", "connect", default="binance_slot", doc="logical replication slot"),
-    Var("DEBEZIUM_PUBLICATION", "connect", default="binance_publication", doc="publication of the five tables"),
+    Var("CONNECT_URL", "connect", "url", _url, "http://127.0.0.1:8083", doc="Kafka Connect REST API"),
+    Var("DEBEZIUM_SLOT_NAME", "connect", "slot_name", default="binance_slot", doc="logical replication slot"),
+    Var("DEBEZIUM_PUBLICATION", "connect", "publication", default="binance_publication",
+        doc="publication of the five tables"),
     # Cassandra
-    Var("CASSANDRA_HOSTS", "cassandra", _csv, "127.0.0.1", doc="comma-separated contact points"),
-    Var("CASSANDRA_PORT", "cassandra", _positive_int, "9042", doc="CQL native port"),
-    Var("CASSANDRA_LOCAL_DC", "cassandra", default="datacenter1", doc="local data centre for the driver"),
-    Var("CASSANDRA_KEYSPACE", "cassandra", default="binance_test", doc="keyspace the stream writes"),
-    Var("CASSANDRA_REPLICATION", "cassandra", default="{'class': 'SimpleStrategy', 'replication_factor': 1}",
+    Var("CASSANDRA_HOSTS", "cassandra", "hosts", _csv, "127.0.0.1", doc="comma-separated contact points"),
+    Var("CASSANDRA_PORT", "cassandra", "port", _positive_int, "9042", doc="CQL native port"),
+    Var("CASSANDRA_LOCAL_DC", "cassandra", "local_dc", default="datacenter1", doc="local data centre for the driver"),
+    Var("CASSANDRA_KEYSPACE", "cassandra", "keyspace", _identifier, "binance_test", doc="keyspace the stream writes"),
+    Var("CASSANDRA_REPLICATION", "cassandra", "replication",
+        default="{'class': 'SimpleStrategy', 'replication_factor': 1}",
         doc="keyspace replication map (NetworkTopologyStrategy for clusters)"),
-    Var("CASSANDRA_APP_USER", "cassandra", default="binance_writer", doc="role with rights on the keyspace only"),
-    Var("CASSANDRA_APP_PASSWORD", "cassandra", secret=True, doc="password of CASSANDRA_APP_USER"),
-    Var("CASSANDRA_ADMIN_USER", "cassandra_admin", default="binance_admin",
+    Var("CASSANDRA_APP_USER", "cassandra_writer", "user", default="binance_writer",
+        doc="role the stream writes with (SELECT and MODIFY on the keyspace only)"),
+    Var("CASSANDRA_APP_PASSWORD", "cassandra_writer", "password", secret=True, doc="password of CASSANDRA_APP_USER"),
+    Var("CASSANDRA_READER_USER", "cassandra_reader", "user", default="binance_reader",
+        doc="read-only role the bridge and `make cqlsh` use (SELECT on the keyspace only)"),
+    Var("CASSANDRA_READER_PASSWORD", "cassandra_reader", "password", secret=True,
+        doc="password of CASSANDRA_READER_USER"),
+    Var("CASSANDRA_ADMIN_USER", "cassandra_admin", "user", default="binance_admin",
         doc="superuser that replaces the default cassandra/cassandra (setup only)"),
-    Var("CASSANDRA_ADMIN_PASSWORD", "cassandra_admin", secret=True, doc="password of CASSANDRA_ADMIN_USER"),
+    Var("CASSANDRA_ADMIN_PASSWORD", "cassandra_admin", "password", secret=True,
+        doc="password of CASSANDRA_ADMIN_USER"),
     # Spark
-    Var("SPARK_CHECKPOINT_DIR", "spark", default=".local/checkpoints/binance",
+    Var("SPARK_CHECKPOINT_DIR", "spark", "checkpoint_dir", default=".local/checkpoints/binance",
         doc="durable checkpoint directory (HDFS/S3 path on a cluster)"),
-    Var("SPARK_TRIGGER_SECONDS", "spark", _positive_float, "1", doc="micro-batch trigger interval"),
-    Var("SPARK_MAX_OFFSETS_PER_TRIGGER", "spark", _positive_int, "100000", doc="cap on events per micro-batch"),
-    Var("SPARK_STARTING_OFFSETS", "spark", _choice("earliest", "latest"), "earliest",
+    Var("SPARK_TRIGGER_SECONDS", "spark", "trigger_seconds", _positive_float, "1", doc="micro-batch trigger interval"),
+    Var("SPARK_MAX_OFFSETS_PER_TRIGGER", "spark", "max_offsets_per_trigger", _positive_int, "100000",
+        doc="cap on events per micro-batch"),
+    Var("SPARK_STARTING_OFFSETS", "spark", "starting_offsets", _choice("earliest", "latest"), "earliest",
         doc="where a new query starts (a restart resumes from its checkpoint)"),
+    # Serving side: the bridge copies Cassandra into a Postgres schema that Grafana reads.
+    Var("SERVING_PG_HOST", "serving", "host", default="127.0.0.1",
+        doc="Postgres host of the serving schema (may differ from PG_HOST)"),
+    Var("SERVING_PG_PORT", "serving", "port", _positive_int, "55432", doc="its port"),
+    Var("SERVING_PG_DATABASE", "serving", "database", default="binance", doc="its database"),
+    Var("SERVING_PG_SSLMODE", "serving", "sslmode", default="prefer", doc="its libpq sslmode"),
+    Var("SERVING_SCHEMA", "serving", "schema", _identifier, "serving",
+        doc="schema holding the tables the dashboards read"),
+    Var("BRIDGE_PG_USER", "bridge_login", "user", default="binance_bridge",
+        doc="role the bridge writes the serving schema with (nothing else)"),
+    Var("BRIDGE_PG_PASSWORD", "bridge_login", "password", secret=True, doc="password of BRIDGE_PG_USER"),
+    Var("BRIDGE_INTERVAL_S", "bridge", "interval_s", _positive_float, "10",
+        doc="pause between runs of pg_cassandra_bridge.py --follow"),
+    Var("BRIDGE_PAGE_SIZE", "bridge", "page_size", _positive_int, "5000",
+        doc="rows per Cassandra page and per COPY chunk"),
+    Var("GRAFANA_PG_USER", "grafana_login", "user", default="binance_grafana",
+        doc="role Grafana reads the serving schema with (SELECT only)"),
+    Var("GRAFANA_PG_PASSWORD", "grafana_login", "password", secret=True, doc="password of GRAFANA_PG_USER"),
 )
 
-GROUPS = tuple(dict.fromkeys(v.group for v in VARIABLES))
+GROUPS = tuple(GROUP_TYPES)
 
 
 class Settings:
-    """Parsed values of the requested groups, as attributes named after the variables in lower case."""
+    """The loaded groups, each a frozen dataclass; an unloaded group is an AttributeError naming it."""
 
-    def __init__(self, values: Mapping[str, Any], groups: tuple[str, ...]) -> None:
-        self._values = dict(values)
-        self.groups = groups
+    __slots__ = ("_groups",)
 
-    def __getattr__(self, name: str) -> Any:
+    def __init__(self, groups: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_groups", dict(groups))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Settings are read-only")
+
+    def group(self, name: str) -> Any:
         try:
-            return self.__dict__["_values"][name]
+            return self._groups[name]
         except KeyError:
-            raise AttributeError(f"setting {name!r} is not loaded (groups: {self.groups})") from None
+            raise AttributeError(
+                f"settings group {name!r} is not loaded (loaded: {', '.join(self._groups) or 'none'})") from None
+
+    @property
+    def loaded(self) -> tuple[str, ...]:
+        return tuple(self._groups)
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
-        return f"Settings({shown})"
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in self._groups.items())})"
 
-    def secret(self, name: str) -> str:
-        value = getattr(self, name)
-        return value.reveal() if isinstance(value, Secret) else value
+    def __reduce__(self):
+        return (Settings, (self._groups,))
+
+    postgres: PostgresSettings = property(lambda self: self.group("postgres"))  # type: ignore[assignment]
+    postgres_app: Credentials = property(lambda self: self.group("postgres_app"))  # type: ignore[assignment]
+    replication: Credentials = property(lambda self: self.group("replication"))  # type: ignore[assignment]
+    binance: BinanceSettings = property(lambda self: self.group("binance"))  # type: ignore[assignment]
+    kafka: KafkaSettings = property(lambda self: self.group("kafka"))  # type: ignore[assignment]
+    connect: ConnectSettings = property(lambda self: self.group("connect"))  # type: ignore[assignment]
+    cassandra: CassandraSettings = property(lambda self: self.group("cassandra"))  # type: ignore[assignment]
+    cassandra_writer: Credentials = property(lambda self: self.group("cassandra_writer"))  # type: ignore[assignment]
+    cassandra_reader: Credentials = property(lambda self: self.group("cassandra_reader"))  # type: ignore[assignment]
+    cassandra_admin: Credentials = property(lambda self: self.group("cassandra_admin"))  # type: ignore[assignment]
+    spark: SparkSettings = property(lambda self: self.group("spark"))  # type: ignore[assignment]
+    serving: ServingSettings = property(lambda self: self.group("serving"))  # type: ignore[assignment]
+    bridge: BridgeSettings = property(lambda self: self.group("bridge"))  # type: ignore[assignment]
+    bridge_login: Credentials = property(lambda self: self.group("bridge_login"))  # type: ignore[assignment]
+    grafana_login: Credentials = property(lambda self: self.group("grafana_login"))  # type: ignore[assignment]
 
 
 def load_dotenv_file(path: Path | None = None) -> None:
@@ -183,15 +359,16 @@ def load_dotenv_file(path: Path | None = None) -> None:
 
 
 def load_settings(*groups: str, env: Mapping[str, str] | None = None) -> Settings:
+    """The requested groups (all when none is named); raises SettingsError listing every problem."""
     env = os.environ if env is None else env
-    unknown = [g for g in groups if g not in GROUPS]
+    unknown = [g for g in groups if g not in GROUP_TYPES]
     if unknown:
-        raise ValueError(f"unknown settings groups {unknown}; known: {GROUPS}")
+        raise ValueError(f"unknown settings groups {unknown}; known: {', '.join(GROUPS)}")
     wanted = groups or GROUPS
-    values: dict[str, Any] = {}
+    values: dict[str, dict[str, Any]] = {g: {} for g in wanted}
     problems: list[str] = []
     for var in VARIABLES:
-        if var.group not in wanted:
+        if var.group not in values:
             continue
         raw = env.get(var.env)
         if raw is None or (raw == "" and var.default is None):
@@ -204,10 +381,21 @@ def load_settings(*groups: str, env: Mapping[str, str] | None = None) -> Setting
         except ValueError as exc:
             problems.append(f"{var.env}: invalid value ({exc})")
             continue
-        values[var.env.lower()] = Secret(value) if var.secret else value
+        values[var.group][var.field] = Secret(value) if var.secret else value
     if problems:
         raise SettingsError(
             "configuration problems (set them in the environment or .env; see .env.example):\n  "
             + "\n  ".join(problems)
         )
-    return Settings(values, tuple(wanted))
+    return Settings({g: GROUP_TYPES[g](**fields_) for g, fields_ in values.items()})
+
+
+def check_declarations() -> list[str]:
+    """Every group's dataclass fields are exactly the variables declared for it (a drift test runs this)."""
+    problems = []
+    for group, cls in GROUP_TYPES.items():
+        declared = sorted(v.field for v in VARIABLES if v.group == group)
+        expected = sorted(f.name for f in fields(cls))
+        if declared != expected:
+            problems.append(f"group {group}: variables give {declared}, {cls.__name__} has {expected}")
+    return problems

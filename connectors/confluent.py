@@ -49,13 +49,13 @@ def render(values: dict[str, str], template_path: Path = TEMPLATE) -> dict:
 
 def values_from_settings(settings) -> dict[str, str]:
     return {
-        "PG_HOST": settings.pg_host, "PG_PORT": str(settings.pg_port), "PG_DATABASE": settings.pg_database,
-        "PG_SSLMODE": settings.pg_sslmode, "PG_REPLICATION_USER": settings.pg_replication_user,
-        "PG_REPLICATION_PASSWORD": settings.secret("pg_replication_password"),
-        "KAFKA_SASL_USERNAME": settings.kafka_sasl_username,
-        "KAFKA_SASL_PASSWORD": settings.secret("kafka_sasl_password"),
-        "TOPIC_PREFIX": settings.topic_prefix, "DEBEZIUM_SLOT_NAME": settings.debezium_slot_name,
-        "DEBEZIUM_PUBLICATION": settings.debezium_publication,
+        "PG_HOST": settings.postgres.host, "PG_PORT": str(settings.postgres.port), "PG_DATABASE": settings.postgres.database,
+        "PG_SSLMODE": settings.postgres.sslmode, "PG_REPLICATION_USER": settings.replication.user,
+        "PG_REPLICATION_PASSWORD": settings.replication.password.reveal(),
+        "KAFKA_SASL_USERNAME": settings.kafka.sasl_username,
+        "KAFKA_SASL_PASSWORD": settings.kafka.sasl_password.reveal(),
+        "TOPIC_PREFIX": settings.kafka.topic_prefix, "DEBEZIUM_SLOT_NAME": settings.connect.slot_name,
+        "DEBEZIUM_PUBLICATION": settings.connect.publication,
     }
 
 

@@ -46,10 +46,9 @@ def settings_mapping(settings) -> dict[str, str]:
     for var in VARIABLES:
         if var.secret:
             continue
-        try:
-            value = getattr(settings, var.env.lower())
-        except AttributeError:
-            continue  # group not loaded
+        if var.group not in settings.loaded:
+            continue
+        value = getattr(settings.group(var.group), var.field)
         if isinstance(value, Secret):
             continue
         values[var.env] = ",".join(value) if isinstance(value, tuple) else str(value)
@@ -76,7 +75,7 @@ def render_local(settings, overrides: Mapping[str, str] | None = None, name: str
 
 
 def _connect_url(settings) -> str:
-    return settings.connect_url.rstrip("/")
+    return settings.connect.url.rstrip("/")
 
 
 def connector_status(connect_url: str, name: str, timeout: float = 10) -> dict | None:

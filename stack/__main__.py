@@ -5,7 +5,7 @@ up      start services in dependency order, wait for real readiness (a query ans
 down    stop services (data stays in .local/data)
 status  one line per service: up/down, address, memory in use; exit 0 only when all are healthy
 clean   stop everything and delete .local/data and .local/logs (after saying so)
-env     create .env from .env.example when absent, with random local passwords
+env     create .env from .env.example (or add the variables it lacks), with random local passwords
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ log = logging.getLogger("stack")
 
 # Start order; a service listed in REQUIRES of another is made ready first.
 SERVICE_MODULES = ("postgres", "kafka", "connect", "cassandra")
-STACK_GROUPS = ("postgres", "replication", "kafka", "connect", "cassandra", "cassandra_admin")
+# The stack creates every role, so it needs every group but the per-script ones.
 
 
 def service(name: str):
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     load_dotenv_file()
     try:
-        settings = load_settings(*STACK_GROUPS)
+        settings = load_settings()
     except SettingsError as exc:
         log.error("%s", exc)
         return 2

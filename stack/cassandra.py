@@ -36,7 +36,8 @@ STORAGE_PORT = 7010
 SSL_STORAGE_PORT = 7011
 HEAP = "1g"
 DEFAULT_ROLE = "cassandra"
-APP_PERMISSIONS = frozenset({"SELECT", "MODIFY"})
+WRITER_PERMISSIONS = frozenset({"SELECT", "MODIFY"})  # the stream
+READER_PERMISSIONS = frozenset({"SELECT"})  # the bridge, `make cqlsh`, reconcile
 
 # Cassandra 5.0 conf/jvm17-server.options (JPMS section) plus the GC settings it ships with.
 JVM17_FLAGS = (
@@ -94,7 +95,7 @@ def render_config(settings) -> tuple[Path, Path]:
     values = {
         "storage_port": STORAGE_PORT,
         "ssl_storage_port": SSL_STORAGE_PORT,
-        "native_port": settings.cassandra_port,
+        "native_port": settings.cassandra.port,
         "data_dir": DATA_DIR,
     }
     yaml_path, logback_path = CONF_DIR / "cassandra.yaml", CONF_DIR / "logback.xml"
@@ -140,13 +141,13 @@ def start(settings) -> None:
     for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw", "triggers"):
         (DATA_DIR / sub).mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)
-    log.info("cassandra: starting on 127.0.0.1:%s (heap %s)", settings.cassandra_port, HEAP)
+    log.info("cassandra: starting on 127.0.0.1:%s (heap %s)", settings.cassandra.port, HEAP)
     # cwd = data dir: a crash's hs_err file lands there, not in the checkout.
     process.spawn(NAME, command(yaml_path, logback_path), cwd=DATA_DIR)
 
 
 def _admin_credentials(settings) -> tuple[str, str]:
-    return settings.cassandra_admin_user, settings.secret("cassandra_admin_password")
+    return settings.cassandra_admin.user, settings.cassandra_admin.password.reveal()
 
 
 def _is_auth_failure(exc: Exception) -> bool:
@@ -173,9 +174,10 @@ def _quiet_driver():
 
 def _login(settings, user: str, password: str, timeout: float = 5.0):
     from binance_cdc.cassandra_conn import connect
+    from binance_cdc.settings import Credentials, Secret
 
     with _quiet_driver():
-        return connect(settings, user=user, password=password, timeout=timeout)
+        return connect(settings.cassandra, Credentials(user, Secret(password)), timeout=timeout)
 
 
 def _answers(settings, user: str, password: str) -> bool:
@@ -270,16 +272,16 @@ def _lock_default_role(session) -> None:
                     (secrets.token_urlsafe(32),))
 
 
-def _ensure_app_role(session, settings) -> None:
-    """The app role: login, not superuser, no granted roles, exactly SELECT+MODIFY on the keyspace."""
+def _ensure_role(session, keyspace: str, login, wanted: set[str]) -> None:
+    """A role with login, not superuser, no granted roles, exactly `wanted` on the keyspace."""
     from cassandra.metadata import protect_name
 
-    app, keyspace = settings.cassandra_app_user, settings.cassandra_keyspace
+    app = login.user
     role = protect_name(app)
     exists = session.execute("SELECT role FROM system_auth.roles WHERE role = %s", (app,)).one()
     verb = "ALTER" if exists else "CREATE"
     session.execute(f"{verb} ROLE {role} WITH LOGIN = true AND SUPERUSER = false AND PASSWORD = %s",
-                    (settings.secret("cassandra_app_password"),))
+                    (login.password.reveal(),))
     member_of = session.execute("SELECT member_of FROM system_auth.roles WHERE role = %s", (app,)).one().member_of
     for granted in member_of or ():
         log.info("cassandra: revoking role %s from %s", granted, app)
@@ -290,13 +292,13 @@ def _ensure_app_role(session, settings) -> None:
                                (app,)):
         held[row.resource] = set(row.permissions or ())
     for resource, permissions in held.items():
-        extra = permissions - (APP_PERMISSIONS if resource == target else set())
+        extra = permissions - (wanted if resource == target else set())
         for permission in sorted(extra):
             log.info("cassandra: revoking %s on %s from %s", permission, resource, app)
             session.execute(f"REVOKE {permission} ON {_resource_cql(resource)} FROM {role}")
-    for permission in sorted(APP_PERMISSIONS - held.get(target, set())):
+    for permission in sorted(wanted - held.get(target, set())):
         session.execute(f"GRANT {permission} ON KEYSPACE {protect_name(keyspace)} TO {role}")
-    log.info("cassandra: role %s holds %s on keyspace %s only", app, "+".join(sorted(APP_PERMISSIONS)), keyspace)
+    log.info("cassandra: role %s holds %s on keyspace %s only", app, "+".join(sorted(wanted)), keyspace)
 
 
 def _resource_cql(resource: str) -> str:
@@ -329,9 +331,10 @@ def bootstrap(settings) -> None:
     session = _admin_session(settings)
     try:
         _lock_default_role(session)
-        count = apply_cql_dir(session, CQL_DIR, settings)
+        count = apply_cql_dir(session, CQL_DIR, settings.cassandra)
         log.info("cassandra: %d cql statements applied from %s", count, CQL_DIR.relative_to(PROJECT))
-        _ensure_app_role(session, settings)
+        _ensure_role(session, settings.cassandra.keyspace, settings.cassandra_writer, WRITER_PERMISSIONS)
+        _ensure_role(session, settings.cassandra.keyspace, settings.cassandra_reader, READER_PERMISSIONS)
     finally:
         session.cluster.shutdown()
 
@@ -343,5 +346,5 @@ def stop() -> None:
 
 def status(settings) -> dict:
     return process.status_row(
-        NAME, f"127.0.0.1:{settings.cassandra_port}",
-        lambda: _answers(settings, settings.cassandra_app_user, settings.secret("cassandra_app_password")))
+        NAME, f"127.0.0.1:{settings.cassandra.port}",
+        lambda: _answers(settings, settings.cassandra_writer.user, settings.cassandra_writer.password.reveal()))

@@ -58,9 +58,9 @@ WORKER_SETTINGS = {
 
 
 def rest_address(settings) -> tuple[str, int]:
-    parts = urlsplit(settings.connect_url)
+    parts = urlsplit(settings.connect.url)
     if parts.scheme != "http" or not parts.hostname or not parts.port:
-        raise RuntimeError(f"connect: CONNECT_URL {settings.connect_url!r} must be http://host:port for the local "
+        raise RuntimeError(f"connect: CONNECT_URL {settings.connect.url!r} must be http://host:port for the local "
                            "worker")
     return parts.hostname, parts.port
 
@@ -68,7 +68,7 @@ def rest_address(settings) -> tuple[str, int]:
 def worker_properties(settings) -> dict[str, str]:
     host, port = rest_address(settings)
     return {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "bootstrap.servers": settings.kafka.bootstrap_servers,
         **WORKER_SETTINGS,
         "listeners": f"http://{host}:{port}",
         "rest.advertised.host.name": host,
@@ -111,7 +111,7 @@ def start(settings) -> None:
 def connector_plugins(settings, timeout: float = 5) -> list[dict]:
     import requests
 
-    response = requests.get(f"{settings.connect_url}/connector-plugins", timeout=timeout)
+    response = requests.get(f"{settings.connect.url}/connector-plugins", timeout=timeout)
     response.raise_for_status()
     return response.json()
 
@@ -120,7 +120,7 @@ def worker_health(settings, timeout: float = 5) -> dict:
     """GET /health (KIP-1017): 200 once the worker has joined its group and read the config topic."""
     import requests
 
-    response = requests.get(f"{settings.connect_url}/health", timeout=timeout)
+    response = requests.get(f"{settings.connect.url}/health", timeout=timeout)
     body = response.json()
     return {**body, "http_status": response.status_code}
 
@@ -163,4 +163,4 @@ def stop() -> None:
 
 def status(settings) -> dict:
     # wait_ready returns None once the REST API answers and raises otherwise.
-    return process.status_row(NAME, settings.connect_url, lambda: wait_ready(settings, timeout=8) is None)
+    return process.status_row(NAME, settings.connect.url, lambda: wait_ready(settings, timeout=8) is None)

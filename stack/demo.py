@@ -20,11 +20,11 @@ import subprocess
 import sys
 import time
 
-import psycopg2
 import requests
 
 from binance_cdc.cassandra_conn import connect as cassandra_connect
 from binance_cdc.datasets import DATASETS
+from binance_cdc.postgres_conn import app_connection
 from binance_cdc.settings import PROJECT_ROOT, load_dotenv_file, load_settings
 from stack import process
 
@@ -60,8 +60,7 @@ def ensure_simulator_running() -> str:
 
 
 def postgres_counts(settings) -> dict[str, int]:
-    with psycopg2.connect(host=settings.pg_host, port=settings.pg_port, dbname=settings.pg_database,
-                          user=settings.pg_app_user, password=settings.secret("pg_app_password")) as conn:
+    with app_connection(settings, "demo") as conn:
         with conn.cursor() as cur:
             counts = {}
             for name in DATASETS:
@@ -77,15 +76,15 @@ def cassandra_counts(session, keyspace: str) -> dict[str, int]:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     load_dotenv_file()
-    settings = load_settings("postgres", "binance", "cassandra")
+    settings = load_settings("postgres", "postgres_app", "binance", "cassandra", "cassandra_writer")
     ensure_stream_running()
 
-    base_url = settings.binance_base_url
+    base_url = settings.binance.base_url
     if not real_api_reachable(base_url):
         base_url = ensure_simulator_running()
         log.warning("=" * 78)
         log.warning("%s is NOT reachable from this machine: using the LOCAL SIMULATOR at %s",
-                    settings.binance_base_url, base_url)
+                    settings.binance.base_url, base_url)
         log.warning("The rows below are simulated market data, not Binance's.")
         log.warning("=" * 78)
     extraction = subprocess.run([sys.executable, str(PROJECT_ROOT / "extraction_script.py"), "--base-url", base_url],
@@ -93,12 +92,12 @@ def main() -> int:
     if extraction.returncode != 0:
         log.error("extraction finished with exit code %d (see its log lines above)", extraction.returncode)
 
-    session = cassandra_connect(settings)
+    session = cassandra_connect(settings.cassandra, settings.cassandra_writer)
     # count(*) over a whole table is what a demo wants and what Cassandra warns about on every poll.
     logging.getLogger("cassandra.protocol").setLevel(logging.ERROR)
     began = time.monotonic()
     while True:
-        pg, cass = postgres_counts(settings), cassandra_counts(session, settings.cassandra_keyspace)
+        pg, cass = postgres_counts(settings), cassandra_counts(session, settings.cassandra.keyspace)
         if pg == cass:
             log.info("Cassandra caught up with Postgres in %.1fs", time.monotonic() - began)
             break

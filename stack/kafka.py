@@ -61,7 +61,7 @@ BROKER_SETTINGS = {
 
 def listener_address(settings) -> tuple[str, int]:
     """The first KAFKA_BOOTSTRAP_SERVERS entry, which the local broker listens on."""
-    first = settings.kafka_bootstrap_servers.split(",")[0].strip()
+    first = settings.kafka.bootstrap_servers.split(",")[0].strip()
     host, sep, port = first.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise RuntimeError(f"kafka: KAFKA_BOOTSTRAP_SERVERS entry {first!r} is not host:port")
@@ -133,7 +133,7 @@ def running() -> bool:
 
 
 def start(settings) -> None:
-    if settings.kafka_security_protocol != "PLAINTEXT":
+    if settings.kafka.security_protocol != "PLAINTEXT":
         raise RuntimeError("kafka: KAFKA_SECURITY_PROTOCOL is not PLAINTEXT, so KAFKA_BOOTSTRAP_SERVERS names a "
                            "remote cluster; the local broker serves PLAINTEXT only and is not started")
     if running():
@@ -152,11 +152,11 @@ def start(settings) -> None:
 
 
 def admin_config(settings) -> dict[str, str]:
-    config = {"bootstrap.servers": settings.kafka_bootstrap_servers,
-              "security.protocol": settings.kafka_security_protocol}
-    if settings.kafka_security_protocol == "SASL_SSL":
-        config.update({"sasl.mechanisms": "PLAIN", "sasl.username": settings.kafka_sasl_username,
-                       "sasl.password": settings.secret("kafka_sasl_password")})
+    config = {"bootstrap.servers": settings.kafka.bootstrap_servers,
+              "security.protocol": settings.kafka.security_protocol}
+    if settings.kafka.security_protocol == "SASL_SSL":
+        config.update({"sasl.mechanisms": "PLAIN", "sasl.username": settings.kafka.sasl_username,
+                       "sasl.password": settings.kafka.sasl_password.reveal()})
     return config
 
 

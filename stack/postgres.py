@@ -107,15 +107,15 @@ def start(settings) -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
     LOG_FILE.touch()
     _chown(LOG_FILE)
-    opts = {**SERVER_SETTINGS, "port": str(settings.pg_port), "unix_socket_directories": str(SOCKET_DIR)}
+    opts = {**SERVER_SETTINGS, "port": str(settings.postgres.port), "unix_socket_directories": str(SOCKET_DIR)}
     options = " ".join(f"-c {k}={v}" for k, v in opts.items())
-    log.info("postgres: starting on 127.0.0.1:%s", settings.pg_port)
+    log.info("postgres: starting on 127.0.0.1:%s", settings.postgres.port)
     _as_server_user([str(bin_dir() / "pg_ctl"), "-D", str(DATA_DIR), "-l", str(LOG_FILE), "-o", options,
                      "-w", "-t", "60", "start"])
 
 
 def admin_dsn(settings, dbname: str = "postgres") -> str:
-    return f"host={SOCKET_DIR} port={settings.pg_port} user=postgres dbname={dbname}"
+    return f"host={SOCKET_DIR} port={settings.postgres.port} user=postgres dbname={dbname}"
 
 
 def wait_ready(settings, timeout: float = 60) -> None:
@@ -130,17 +130,17 @@ def wait_ready(settings, timeout: float = 60) -> None:
 
 
 def psql(settings, *args: str, dbname: str | None = None) -> str:
-    argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(SOCKET_DIR), "-p", str(settings.pg_port),
-            "-U", "postgres", "-d", dbname or settings.pg_database, *args]
+    argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(SOCKET_DIR), "-p", str(settings.postgres.port),
+            "-U", "postgres", "-d", dbname or settings.postgres.database, *args]
     return _as_server_user(argv).stdout
 
 
 def sql_variables(settings) -> list[str]:
     """The psql variables the files in sql/ use (role and publication names are configurable)."""
     pairs = {
-        "app_role": settings.pg_app_user,
-        "cdc_role": settings.pg_replication_user,
-        "publication": settings.debezium_publication,
+        "app_role": settings.postgres_app.user,
+        "cdc_role": settings.replication.user,
+        "publication": settings.connect.publication,
     }
     return [arg for k, v in pairs.items() for arg in ("-v", f"{k}={v}")]
 
@@ -155,8 +155,8 @@ def bootstrap(settings) -> None:
     try:
         with conn.cursor() as cur:
             roles = (
-                (settings.pg_app_user, settings.secret("pg_app_password"), sql.SQL("LOGIN")),
-                (settings.pg_replication_user, settings.secret("pg_replication_password"),
+                (settings.postgres_app.user, settings.postgres_app.password.reveal(), sql.SQL("LOGIN")),
+                (settings.replication.user, settings.replication.password.reveal(),
                  sql.SQL("LOGIN REPLICATION")),
             )
             for role, password, attrs in roles:
@@ -164,9 +164,9 @@ def bootstrap(settings) -> None:
                 verb = sql.SQL("ALTER") if cur.fetchone() else sql.SQL("CREATE")
                 cur.execute(sql.SQL("{} ROLE {} WITH {} PASSWORD %s").format(verb, sql.Identifier(role), attrs),
                             (password,))
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.pg_database,))
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.postgres.database,))
             if not cur.fetchone():
-                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.pg_database)))
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.postgres.database)))
     finally:
         conn.close()
     for path in sorted(SQL_DIR.glob("*.sql")):
@@ -191,4 +191,4 @@ def status(settings) -> dict:
             pass
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split() if pid else []
     rss = sum(process.rss_mib(int(p)) or 0 for p in [pid, *children] if p) if pid else None
-    return {"name": NAME, "up": healthy, "address": f"127.0.0.1:{settings.pg_port}", "rss_mib": rss}
+    return {"name": NAME, "up": healthy, "address": f"127.0.0.1:{settings.postgres.port}", "rss_mib": rss}

@@ -37,16 +37,10 @@ def random_suffix() -> str:
 
 
 def pg_connect(settings, replication: bool = False):
-    import psycopg2
+    from binance_cdc.postgres_conn import connect
 
-    if replication:
-        user, password = settings.pg_replication_user, settings.secret("pg_replication_password")
-    else:
-        user, password = settings.pg_app_user, settings.secret("pg_app_password")
-    conn = psycopg2.connect(host=settings.pg_host, port=settings.pg_port, dbname=settings.pg_database,
-                            user=user, password=password, connect_timeout=10)
-    conn.autocommit = True
-    return conn
+    login = settings.replication if replication else settings.postgres_app
+    return connect(settings.postgres, login, "test_cdc", autocommit=True)
 
 
 def pg_execute(settings, sql: str, params=None) -> None:
@@ -139,7 +133,7 @@ def topics_for(prefix: str) -> list[str]:
 def delete_topics(settings, topics: list[str]) -> None:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(kafka_conf(settings))
+    admin = AdminClient(kafka_conf(settings.kafka))
     existing = set(admin.list_topics(timeout=10).topics)
     doomed = [t for t in topics if t in existing]
     if doomed:
@@ -151,7 +145,7 @@ def delete_topics(settings, topics: list[str]) -> None:
 def produce(settings, topic: str, key: bytes | None, value: bytes | None) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer(kafka_conf(settings))
+    producer = Producer(kafka_conf(settings.kafka))
     producer.produce(topic, key=key, value=value)
     if producer.flush(30) != 0:
         raise RuntimeError(f"could not deliver a message to {topic}")
@@ -161,7 +155,7 @@ def consume(settings, topics: list[str], until, timeout: float = 90, idle: float
     """Read topics from the beginning until `until(records)` is true and no record came for `idle` s."""
     from confluent_kafka import Consumer, KafkaError
 
-    consumer = Consumer({**kafka_conf(settings), "group.id": f"capture-{random_suffix()}",
+    consumer = Consumer({**kafka_conf(settings.kafka), "group.id": f"capture-{random_suffix()}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
                          "allow.auto.create.topics": False})
     consumer.subscribe(topics)
@@ -202,7 +196,7 @@ def throwaway_connector(settings, schemas: bool = False, label: str = "test") ->
     if schemas:
         overrides.update({"key.converter.schemas.enable": "true", "value.converter.schemas.enable": "true"})
     connector = register.render_local(settings, overrides, name=info["name"])
-    url = settings.connect_url
+    url = settings.connect.url
     try:
         register.register(url, connector)
         yield info

@@ -19,8 +19,8 @@ import pytest
 
 from binance_cdc import datasets
 from binance_cdc.cassandra_conn import connect as cassandra_connect
-from binance_cdc.cassandra_sink import DEAD_LETTER_TABLE
-from binance_cdc.debezium import bucket_of
+from binance_cdc.stream.sink import DEAD_LETTER_TABLE
+from binance_cdc.stream.debezium import bucket_of
 
 import cdc_helpers as h
 
@@ -115,7 +115,7 @@ def processed_counts(log_text: str) -> list[int]:
 def end_offsets(settings, topics: list[str]) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({**h.kafka_conf(settings), "group.id": f"offsets-{h.random_suffix()}"})
+    consumer = Consumer({**h.kafka_conf(settings.kafka), "group.id": f"offsets-{h.random_suffix()}"})
     try:
         total = 0
         for topic in topics:
@@ -135,8 +135,8 @@ def non_key_decimal(dataset) -> str:
 @pytest.fixture(scope="module")
 def world(settings, tmp_path_factory):
     w = World(settings, tmp_path_factory.mktemp("cdc"))
-    w.cassandra = cassandra_connect(settings)
-    w.cassandra.set_keyspace(settings.cassandra_keyspace)
+    w.cassandra = cassandra_connect(settings.cassandra, settings.cassandra_writer)
+    w.cassandra.set_keyspace(settings.cassandra.keyspace)
     try:
         for d in DATASETS:  # present before the connector exists: they can only arrive by the snapshot
             w.insert(d, h.sample_row(d, w.symbols["PRE"], 0))
@@ -162,7 +162,7 @@ def world(settings, tmp_path_factory):
 def _topic_names(settings) -> list[str]:
     from confluent_kafka.admin import AdminClient
 
-    return list(AdminClient(h.kafka_conf(settings)).list_topics(timeout=10).topics)
+    return list(AdminClient(h.kafka_conf(settings.kafka)).list_topics(timeout=10).topics)
 
 
 def test_rows_present_before_the_connector_arrive_by_snapshot(world):

@@ -23,10 +23,11 @@ import pytest
 import requests
 
 from binance_cdc import datasets as ds
-from binance_cdc import pg_load
-from binance_cdc.extract import EXIT_BANNED, EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_RESTRICTED, run
+from binance_cdc.extract import load as pg_load
+from binance_cdc.postgres_conn import app_connection
+from binance_cdc.extract.cycle import EXIT_BANNED, EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_RESTRICTED, run
 from binance_cdc.settings import load_settings
-from binance_cdc.transforms import ms_to_utc
+from binance_cdc.extract.transforms import ms_to_utc
 from simulator import BinanceSimulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,12 +49,12 @@ def cfg(settings):
         "BINANCE_MAX_WORKERS": "4",
         "BINANCE_WEIGHT_SHARE": "0.5",
     }
-    return load_settings("postgres", "binance", env=env)
+    return load_settings("postgres", "postgres_app", "binance", env=env)
 
 
 @pytest.fixture
 def db(settings):
-    conn = pg_load.connect(settings, application_name="test_extraction")
+    conn = app_connection(settings, "test_extraction")
     conn.autocommit = True
     created: list[str] = []
     yield conn, created
@@ -308,7 +309,7 @@ def test_451_explains_and_suggests_the_market_data_url(cfg, db, make_sim):
 def test_a_run_holding_the_lock_keeps_a_second_one_out(cfg, db, make_sim, settings):
     conn, _ = db
     sim, live, _ = make_sim(2, latency_ms=100)
-    holder = pg_load.connect(settings, application_name="test_lock_holder")
+    holder = app_connection(settings, "test_lock_holder")
     try:
         assert pg_load.try_run_lock(holder)
         blocked = run(cfg, live, base_url=sim.url)
@@ -359,14 +360,14 @@ def test_script_runs_one_cycle_and_exits_with_documented_codes(db, make_sim):
 
 def test_zero_ticker_of_a_symbol_exchangeinfo_calls_trading_is_not_loaded(cfg, db):
     """The dead-symbol guard does not depend on exchangeInfo: a zero ticker never becomes a price."""
-    from binance_cdc.extract import DatasetReport, Fetched, load_dataset
+    from binance_cdc.extract.cycle import DatasetReport, Fetched, load_dataset
 
     conn, created = db
     live, dead = fresh_symbols(2)
     created.extend([live, dead])
     fixture = json.loads((ROOT / "tests/fixtures/binance/ticker_24hr.json").read_text())
     fixture[0]["symbol"], fixture[1]["symbol"] = live, dead
-    load_conn = pg_load.connect(cfg)
+    load_conn = app_connection(cfg)
     try:
         report = DatasetReport("daily_ticker")
         when = datetime(2024, 1, 1, tzinfo=timezone.utc)

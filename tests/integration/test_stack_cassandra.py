@@ -13,6 +13,7 @@ from cassandra import AuthenticationFailed, Unauthorized
 from cassandra.cluster import Cluster, NoHostAvailable
 
 from binance_cdc.cassandra_conn import connect, session_scope
+from binance_cdc.settings import Credentials, Secret
 
 
 def _auth_errors(exc: NoHostAvailable) -> list[Exception]:
@@ -21,20 +22,19 @@ def _auth_errors(exc: NoHostAvailable) -> list[Exception]:
 
 @pytest.fixture(scope="module")
 def admin(settings):
-    with session_scope(settings, user=settings.cassandra_admin_user,
-                       password=settings.secret("cassandra_admin_password")) as session:
+    with session_scope(settings.cassandra, settings.cassandra_admin) as session:
         yield session
 
 
 @pytest.fixture(scope="module")
 def app(settings):
-    with session_scope(settings) as session:
+    with session_scope(settings.cassandra, settings.cassandra_writer) as session:
         yield session
 
 
 @pytest.fixture
 def app_table(admin, settings):
-    name = f"{settings.cassandra_keyspace}.it_auth_{uuid.uuid4().hex[:12]}"
+    name = f"{settings.cassandra.keyspace}.it_auth_{uuid.uuid4().hex[:12]}"
     admin.execute(f"CREATE TABLE {name} (id text PRIMARY KEY, price decimal, qty bigint)")
     yield name
     admin.execute(f"DROP TABLE IF EXISTS {name}")
@@ -51,7 +51,7 @@ def scratch_table(admin):
 
 
 def test_anonymous_connection_is_refused(settings):
-    cluster = Cluster(contact_points=list(settings.cassandra_hosts), port=settings.cassandra_port,
+    cluster = Cluster(contact_points=list(settings.cassandra.hosts), port=settings.cassandra.port,
                       connect_timeout=5, control_connection_timeout=5)
     try:
         with pytest.raises(NoHostAvailable) as info:
@@ -64,7 +64,7 @@ def test_anonymous_connection_is_refused(settings):
 
 def test_default_superuser_login_is_refused(settings):
     with pytest.raises(NoHostAvailable) as info:
-        connect(settings, user="cassandra", password="cassandra", timeout=5)
+        connect(settings.cassandra, Credentials("cassandra", Secret("cassandra")), timeout=5)
     assert _auth_errors(info.value), info.value.errors
 
 
@@ -75,11 +75,11 @@ def test_default_role_is_locked(admin):
 
 def test_app_role_holds_only_select_and_modify_on_its_keyspace(admin, settings):
     rows = admin.execute("SELECT resource, permissions FROM system_auth.role_permissions WHERE role = %s",
-                         (settings.cassandra_app_user,))
+                         (settings.cassandra_writer.user,))
     assert {r.resource: set(r.permissions) for r in rows} == {
-        f"data/{settings.cassandra_keyspace}": {"SELECT", "MODIFY"}}
+        f"data/{settings.cassandra.keyspace}": {"SELECT", "MODIFY"}}
     role = admin.execute("SELECT can_login, is_superuser, member_of FROM system_auth.roles WHERE role = %s",
-                         (settings.cassandra_app_user,)).one()
+                         (settings.cassandra_writer.user,)).one()
     assert (role.can_login, role.is_superuser, role.member_of) == (True, False, None)
 
 
@@ -99,7 +99,7 @@ def test_app_role_writes_and_reads_exact_decimals_in_its_keyspace(app, app_table
 
 
 def test_app_role_cannot_create_tables_in_its_keyspace(app, settings):
-    name = f"{settings.cassandra_keyspace}.it_forbidden_{uuid.uuid4().hex[:12]}"
+    name = f"{settings.cassandra.keyspace}.it_forbidden_{uuid.uuid4().hex[:12]}"
     with pytest.raises(Unauthorized, match="CREATE"):
         app.execute(f"CREATE TABLE {name} (id text PRIMARY KEY)")
 

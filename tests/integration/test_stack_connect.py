@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(120)
 def connect_url(settings):
     stack.kafka.wait_ready(settings, timeout=60)
     stack.connect.wait_ready(settings, timeout=90)
-    return settings.connect_url
+    return settings.connect.url
 
 
 def validate_postgres_config(connect_url, settings, password: str) -> dict[str, list[str]]:
@@ -28,10 +28,10 @@ def validate_postgres_config(connect_url, settings, password: str) -> dict[str, 
         "name": "it-stack-connect-validate",
         "topic.prefix": "it_stack_connect",
         "plugin.name": "pgoutput",
-        "database.hostname": settings.pg_host,
-        "database.port": str(settings.pg_port),
-        "database.dbname": settings.pg_database,
-        "database.user": settings.pg_replication_user,
+        "database.hostname": settings.postgres.host,
+        "database.port": str(settings.postgres.port),
+        "database.dbname": settings.postgres.database,
+        "database.user": settings.replication.user,
         "database.password": password,
     }
     response = requests.put(f"{connect_url}/connector-plugins/PostgresConnector/config/validate",

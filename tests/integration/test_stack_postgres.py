@@ -7,12 +7,12 @@ import uuid
 import psycopg2
 import pytest
 
+from binance_cdc import postgres_conn
 from stack import postgres
 
 
-def connect(settings, user, password_name, **extra):
-    return psycopg2.connect(host=settings.pg_host, port=settings.pg_port, dbname=settings.pg_database,
-                            user=user, password=settings.secret(password_name), **extra)
+def connect(settings, login, **extra):
+    return postgres_conn.connect(settings.postgres, login, "test_stack_postgres", **extra)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -21,14 +21,14 @@ def running(settings):
 
 
 def test_wal_level_is_logical(settings):
-    with connect(settings, settings.pg_app_user, "pg_app_password") as conn, conn.cursor() as cur:
+    with connect(settings, settings.postgres_app) as conn, conn.cursor() as cur:
         cur.execute("SHOW wal_level")
         assert cur.fetchone() == ("logical",)
 
 
 def test_replication_role_can_create_a_logical_slot(settings):
     slot = f"test_{uuid.uuid4().hex[:12]}"
-    conn = connect(settings, settings.pg_replication_user, "pg_replication_password")
+    conn = connect(settings, settings.replication)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
@@ -40,7 +40,7 @@ def test_replication_role_can_create_a_logical_slot(settings):
 
 
 def test_app_role_cannot_create_a_slot(settings):
-    conn = connect(settings, settings.pg_app_user, "pg_app_password")
+    conn = connect(settings, settings.postgres_app)
     conn.autocommit = True
     try:
         with conn.cursor() as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):
@@ -51,7 +51,7 @@ def test_app_role_cannot_create_a_slot(settings):
 
 
 def test_replication_role_reads_but_cannot_write(settings):
-    conn = connect(settings, settings.pg_replication_user, "pg_replication_password")
+    conn = connect(settings, settings.replication)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM binance.latest_prices")
@@ -65,9 +65,9 @@ def test_replication_role_reads_but_cannot_write(settings):
 def test_publication_holds_exactly_the_five_tables(settings):
     from binance_cdc.datasets import DATASETS
 
-    with connect(settings, settings.pg_app_user, "pg_app_password") as conn, conn.cursor() as cur:
+    with connect(settings, settings.postgres_app) as conn, conn.cursor() as cur:
         cur.execute("SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %s",
-                    (settings.debezium_publication,))
+                    (settings.connect.publication,))
         assert {r[0] for r in cur.fetchall()} == {f"binance.{n}" for n in DATASETS}
         cur.execute("SELECT relname, relreplident FROM pg_class WHERE relname = ANY(%s)", (list(DATASETS),))
         assert {r[0]: r[1] for r in cur.fetchall()} == {n: "f" for n in DATASETS}

@@ -11,7 +11,7 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from binance_cdc import datasets as ds
-from binance_cdc.binance_client import (
+from binance_cdc.extract.client import (
     BadResponseError,
     BannedError,
     BinanceClient,

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from binance_cdc import datasets
-from binance_cdc.cassandra_sink import (
+from binance_cdc.settings import load_settings
+from binance_cdc.stream.job import kafka_options
+from binance_cdc.stream.sink import (
     MAX_BATCH_STATEMENTS, Message, Write, batches_by_partition, key_columns, millis, plan, upsert_columns,
 )
 
@@ -84,23 +85,17 @@ def test_batches_hold_one_partition_and_a_bounded_number_of_statements():
         assert len({(w.table, w.partition_key) for w in batch}) == 1
 
 
-def job_settings(**overrides):
-    base = dict(topic_prefix="binance", kafka_bootstrap_servers="127.0.0.1:19092", spark_starting_offsets="earliest",
-                spark_max_offsets_per_trigger=100000, kafka_security_protocol="PLAINTEXT", kafka_sasl_username="",
-                kafka_sasl_password="")
-    base.update(overrides)
-    return SimpleNamespace(**base, secret=lambda name: base[name])
+def job_settings(**env):
+    return load_settings("kafka", "spark", env=env)
 
 
 def test_kafka_options_local_and_confluent_cloud():
-    import spark_streaming
-
-    local = spark_streaming.kafka_options(job_settings())
+    local = kafka_options(job_settings())
     assert local["subscribe"].split(",") == [f"binance.binance.{n}" for n in datasets.DATASETS]
     assert local["failOnDataLoss"] == "true" and "kafka.security.protocol" not in local
-    cloud = spark_streaming.kafka_options(job_settings(kafka_security_protocol="SASL_SSL", kafka_sasl_username="KEY",
-                                                       kafka_sasl_password='se"cret'))
+    cloud = kafka_options(job_settings(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_USERNAME="KEY",
+                                       KAFKA_SASL_PASSWORD='se"cret'))
     assert cloud["kafka.security.protocol"] == "SASL_SSL" and cloud["kafka.sasl.mechanism"] == "PLAIN"
     assert 'username="KEY" password="se\\"cret";' in cloud["kafka.sasl.jaas.config"]
     with pytest.raises(ValueError, match="KAFKA_SASL_USERNAME"):
-        spark_streaming.kafka_options(job_settings(kafka_security_protocol="SASL_SSL"))
+        kafka_options(job_settings(KAFKA_SECURITY_PROTOCOL="SASL_SSL"))

@@ -9,7 +9,7 @@ import pytest
 
 from binance_cdc import datasets
 from binance_cdc.cassandra_conn import split_statements
-from binance_cdc.cassandra_sink import DEAD_LETTER_COLUMNS, DEAD_LETTER_KEY, DEAD_LETTER_TABLE
+from binance_cdc.stream.sink import DEAD_LETTER_COLUMNS, DEAD_LETTER_KEY, DEAD_LETTER_TABLE
 from binance_cdc.settings import PROJECT_ROOT
 
 CQL_FILE = PROJECT_ROOT / "cql" / "01_tables.cql"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from binance_cdc import datasets
-from binance_cdc.debezium import Change, DecodeError, Tombstone, convert_value, decode
+from binance_cdc.stream.debezium import Change, DecodeError, Tombstone, convert_value, decode
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "debezium"
 SYMBOL = "TCAPTUREUSDT"  # what capture.py inserted

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from binance_cdc.datasets import DEFAULT_SYMBOLS
-from binance_cdc.extract import ConfigError, validate_symbols
-from binance_cdc.transforms import invalid_symbols
+from binance_cdc.extract.cycle import ConfigError, validate_symbols
+from binance_cdc.extract.transforms import invalid_symbols
 
 
 def test_default_symbols_are_the_original_ten_and_valid():

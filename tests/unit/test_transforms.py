@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from binance_cdc import datasets as ds
-from binance_cdc import pg_load, transforms
+from binance_cdc.extract import load as pg_load, transforms
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "binance"
 SERVER_TIME = datetime(2023, 11, 14, 22, 30, 0, tzinfo=timezone.utc)

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 
-from binance_cdc import pg_load, transforms
-from binance_cdc.binance_client import (
+from binance_cdc import postgres_conn
+from binance_cdc.extract import load as pg_load, transforms
+from binance_cdc.extract.client import (
     EXCHANGE_INFO_WEIGHT,
     BannedError,
     BinanceClient,
@@ -37,6 +38,7 @@ from binance_cdc.binance_client import (
     symbols_param,
 )
 from binance_cdc.datasets import Dataset
+from binance_cdc.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +220,7 @@ def load_dataset(conn, dataset: Dataset, fetched: Sequence[Fetched], report: Dat
 
 
 def run(
-    settings: Any,
+    settings: Settings,
     symbols: Sequence[str] | None = None,
     datasets: Sequence[Dataset] | None = None,
     *,
@@ -230,7 +232,7 @@ def run(
 
     report = CycleReport()
     try:
-        symbols = validate_symbols(list(symbols if symbols is not None else settings.binance_symbols))
+        symbols = validate_symbols(list(symbols if symbols is not None else settings.binance.symbols))
     except ConfigError as exc:
         log.error("configuration: %s", exc)
         report.exit_code, report.message = EXIT_CONFIG, str(exc)
@@ -241,14 +243,14 @@ def run(
     report.datasets = [DatasetReport(d.name) for d in chosen]
 
     try:
-        conn = pg_load.connect(settings)
+        conn = postgres_conn.app_connection(settings)
     except Exception as exc:  # noqa: BLE001 - psycopg2.OperationalError and friends, reported by name
         report.exit_code = EXIT_FAILED
-        report.message = f"cannot connect to Postgres {settings.pg_host}:{settings.pg_port}/{settings.pg_database}: {exc}"
+        report.message = f"cannot connect to Postgres {settings.postgres.host}:{settings.postgres.port}/{settings.postgres.database}: {exc}"
         log.error("%s", report.message)
         return report
     own_client = client is None
-    client = client or BinanceClient.from_settings(settings, base_url)
+    client = client or BinanceClient.from_settings(settings.binance, base_url)
     try:
         if not pg_load.try_run_lock(conn):
             report.exit_code = EXIT_LOCKED
@@ -258,7 +260,7 @@ def run(
             log.error("%s", report.message)
             return report
         try:
-            _cycle(client, conn, symbols, chosen, report, settings.binance_max_workers)
+            _cycle(client, conn, symbols, chosen, report, settings.binance.max_workers)
         finally:
             pg_load.release_run_lock(conn)
         for dataset_report in report.datasets:

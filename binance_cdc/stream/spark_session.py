@@ -1,8 +1,7 @@
-"""SparkSession factory for the streaming job: local jars only, Cassandra as the application role, UTC.
+"""SparkSession factory for the streaming job: local jars only, UTC.
 
-`build_session(settings, app_name)` needs the "cassandra" settings group. It puts every jar of
-.local/lib/spark/ (the Kafka source and the spark-cassandra-connector, resolved by `make setup`) on
-`spark.jars` by absolute path and points Ivy at an empty private directory, so no Maven/Ivy resolution ever
+`build_session(app_name)` puts every jar of .local/lib/spark/ (the Kafka source, resolved by `make
+setup`) on `spark.jars` by absolute path and points Ivy at an empty private directory, so no Maven/Ivy resolution ever
 happens (there is no network for it). `master=None` leaves the master to spark-submit (or Spark's default);
 Kafka security options (Confluent Cloud) are the caller's, on the Kafka source itself.
 """
@@ -38,7 +37,7 @@ def local_jars(lib_dir: Path = SPARK_LIB) -> list[str]:
     return jars
 
 
-def session_conf(settings, app_name: str, master: str | None = None,
+def session_conf(app_name: str, master: str | None = None,
                  extra_conf: Mapping[str, str] | None = None) -> dict[str, str]:
     """The Spark configuration build_session applies (pure, so it can be inspected and tested)."""
     conf = {
@@ -47,12 +46,6 @@ def session_conf(settings, app_name: str, master: str | None = None,
         "spark.jars.ivy": str(IVY_DIR),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(SHUFFLE_PARTITIONS),
-        "spark.sql.extensions": "com.datastax.spark.connector.CassandraSparkExtensions",
-        "spark.cassandra.connection.host": ",".join(settings.cassandra_hosts),
-        "spark.cassandra.connection.port": str(settings.cassandra_port),
-        "spark.cassandra.connection.localDC": settings.cassandra_local_dc,
-        "spark.cassandra.auth.username": settings.cassandra_app_user,
-        "spark.cassandra.auth.password": settings.secret("cassandra_app_password"),
         "spark.ui.showConsoleProgress": "false",
     }
     if master or not launched_by_spark_submit():
@@ -61,19 +54,18 @@ def session_conf(settings, app_name: str, master: str | None = None,
     return conf
 
 
-def build_session(settings, app_name: str, master: str | None = None,
+def build_session(app_name: str, master: str | None = None,
                   extra_conf: Mapping[str, str] | None = None):
     """A SparkSession (getOrCreate: an already running session in this process is reused as is)."""
     from pyspark.sql import SparkSession
 
-    conf = session_conf(settings, app_name, master, extra_conf)
+    conf = session_conf(app_name, master, extra_conf)
     # Ivy must find nothing to resolve: an empty private dir, never ~/.ivy2 with stale artifacts.
     IVY_DIR.mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
-    log.info("spark: session %s on %s with %d local jars, Cassandra %s:%s as %s", app_name,
-             session.sparkContext.master, len(conf["spark.jars"].split(",")), conf["spark.cassandra.connection.host"],
-             settings.cassandra_port, settings.cassandra_app_user)
+    log.info("spark: session %s on %s with %d local jars", app_name, session.sparkContext.master,
+             len(conf["spark.jars"].split(",")))
     return session

@@ -24,7 +24,8 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 
 from binance_cdc import datasets
-from binance_cdc.debezium import Change, DecodeError, Tombstone, decode
+from binance_cdc.settings import CassandraSettings, Credentials
+from binance_cdc.stream.debezium import Change, DecodeError, Tombstone, decode
 
 log = logging.getLogger(__name__)
 
@@ -188,35 +189,39 @@ class CassandraSink:
 
 # --- executor side -------------------------------------------------------------------------------------
 
-_SINKS: dict[tuple, CassandraSink] = {}
+@dataclass(frozen=True)
+class SinkTarget:
+    """Everything an executor needs to reach Cassandra: shipped as is inside the task closure."""
+
+    cassandra: CassandraSettings
+    login: Credentials
+    concurrency: int = DEFAULT_CONCURRENCY
+
+
+_SINKS: dict[SinkTarget, CassandraSink] = {}
 _SINKS_LOCK = threading.Lock()
 
 
-def sink_for(conf: dict) -> CassandraSink:
+def sink_for(target: SinkTarget) -> CassandraSink:
     """One session + prepared statements per Python worker process, reused across micro-batches."""
-    key = (tuple(conf["hosts"]), conf["port"], conf["user"], conf["keyspace"])
     with _SINKS_LOCK:
-        sink = _SINKS.get(key)
+        sink = _SINKS.get(target)
         if sink is None:
             from binance_cdc.cassandra_conn import connect
-            from types import SimpleNamespace
 
-            settings = SimpleNamespace(cassandra_hosts=conf["hosts"], cassandra_port=conf["port"],
-                                       cassandra_local_dc=conf["local_dc"])
-            session = connect(settings, user=conf["user"], password=conf["password"])
-            sink = _SINKS[key] = CassandraSink(session, conf["keyspace"], conf.get("concurrency",
-                                                                                   DEFAULT_CONCURRENCY))
+            session = connect(target.cassandra, target.login)
+            sink = _SINKS[target] = CassandraSink(session, target.cassandra.keyspace, target.concurrency)
     return sink
 
 
-def write_partition(rows: Iterable[Any], conf: dict) -> Iterator[tuple[str, str, int]]:
+def write_partition(rows: Iterable[Any], target: SinkTarget) -> Iterator[tuple[str, str, int]]:
     """mapPartitions body: Kafka rows (topic, partition, offset, key, value) -> (topic, counter, n) stats."""
     messages = [Message(r[0], r[1], r[2], None if r[3] is None else bytes(r[3]),
                         None if r[4] is None else bytes(r[4])) for r in rows]
     if not messages:
         return iter(())
     p = plan(messages)
-    sink_for(conf).apply(p)
+    sink_for(target).apply(p)
     for dl in p.dead_letters:
         log.warning("dead letter %s[%d]@%d: %s", dl.message.topic, dl.message.partition, dl.message.offset,
                     dl.error)

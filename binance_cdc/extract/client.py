@@ -37,6 +37,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
 from binance_cdc.datasets import Dataset
+from binance_cdc.settings import BinanceSettings
 
 log = logging.getLogger(__name__)
 
@@ -255,13 +256,13 @@ class BinanceClient:
         self.session.headers["User-Agent"] = "binance-cdc-extractor/1.0"
 
     @classmethod
-    def from_settings(cls, settings: Any, base_url: str | None = None) -> "BinanceClient":
+    def from_settings(cls, binance: BinanceSettings, base_url: str | None = None) -> "BinanceClient":
         return cls(
-            base_url or settings.binance_base_url,
-            timeout_s=settings.binance_timeout_s,
-            max_retries=settings.binance_max_retries,
-            weight_share=settings.binance_weight_share,
-            max_workers=settings.binance_max_workers,
+            base_url or binance.base_url,
+            timeout_s=binance.timeout_s,
+            max_retries=binance.max_retries,
+            weight_share=binance.weight_share,
+            max_workers=binance.max_workers,
         )
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ target, then one `INSERT ... SELECT ... ON CONFLICT (primary key)`:
 Inserted and updated rows are counted with `RETURNING (xmax = 0)` ("ignore": the row count). Column lists, keys and types come from
 binance_cdc.datasets; every identifier goes through psycopg2.sql and no data is ever formatted into SQL.
 
-The caller owns the transaction (one per dataset). Needs: settings group "postgres".
+The caller owns the transaction (one per dataset) and the connection (binance_cdc.postgres_conn).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
-import psycopg2
 from psycopg2 import sql
 
 from binance_cdc.datasets import Dataset, PG_TYPES
@@ -38,20 +37,6 @@ RUN_LOCK_KEY = int.from_bytes(b"binance\x00", "big") & 0x7FFFFFFFFFFFFFFF
 class LoadResult:
     inserted: int = 0
     updated: int = 0
-
-
-def connect(settings: Any, application_name: str = "binance_extractor"):
-    """A psycopg2 connection as the application role (settings group "postgres")."""
-    return psycopg2.connect(
-        host=settings.pg_host,
-        port=settings.pg_port,
-        dbname=settings.pg_database,
-        user=settings.pg_app_user,
-        password=settings.secret("pg_app_password"),
-        sslmode=settings.pg_sslmode,
-        application_name=application_name,
-        connect_timeout=10,
-    )
 
 
 def try_run_lock(conn, key: int = RUN_LOCK_KEY) -> bool:
