@@ -26,6 +26,7 @@ SOCKET_DIR = RUN / "postgres"
 LOG_FILE = LOGS / "postgres.log"
 OS_USER = "postgres"
 SQL_DIR = PROJECT / "sql"
+SERVING_SQL = "05_serving.sql"
 
 SERVER_SETTINGS = {
     "wal_level": "logical",
@@ -141,6 +142,9 @@ def sql_variables(settings) -> list[str]:
         "app_role": settings.postgres_app.user,
         "cdc_role": settings.replication.user,
         "publication": settings.connect.publication,
+        "serving_schema": settings.serving.schema,
+        "bridge_role": settings.bridge_login.user,
+        "grafana_role": settings.grafana_login.user,
     }
     return [arg for k, v in pairs.items() for arg in ("-v", f"{k}={v}")]
 
@@ -158,20 +162,25 @@ def bootstrap(settings) -> None:
                 (settings.postgres_app.user, settings.postgres_app.password.reveal(), sql.SQL("LOGIN")),
                 (settings.replication.user, settings.replication.password.reveal(),
                  sql.SQL("LOGIN REPLICATION")),
+                (settings.bridge_login.user, settings.bridge_login.password.reveal(), sql.SQL("LOGIN")),
+                (settings.grafana_login.user, settings.grafana_login.password.reveal(), sql.SQL("LOGIN")),
             )
             for role, password, attrs in roles:
                 cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
                 verb = sql.SQL("ALTER") if cur.fetchone() else sql.SQL("CREATE")
                 cur.execute(sql.SQL("{} ROLE {} WITH {} PASSWORD %s").format(verb, sql.Identifier(role), attrs),
                             (password,))
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.postgres.database,))
-            if not cur.fetchone():
-                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.postgres.database)))
+            for database in dict.fromkeys((settings.postgres.database, settings.serving.database)):
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                if not cur.fetchone():
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     finally:
         conn.close()
     for path in sorted(SQL_DIR.glob("*.sql")):
         log.info("postgres: applying %s", path.relative_to(PROJECT))
-        psql(settings, *sql_variables(settings), "-f", str(path))
+        # The serving schema may be configured into its own database (SERVING_PG_DATABASE).
+        dbname = settings.serving.database if path.name == SERVING_SQL else None
+        psql(settings, *sql_variables(settings), "-f", str(path), dbname=dbname)
 
 
 def stop() -> None:
