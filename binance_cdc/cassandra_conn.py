@@ -107,7 +107,7 @@ def cql_decimal_literal(value: Decimal) -> str:
 
 
 def connect(cassandra: CassandraSettings, login: Credentials, keyspace: str | None = None,
-            timeout: float = 10.0):
+            timeout: float = 10.0, row_factory=None):
     """A cassandra.cluster.Session; close it with `session.cluster.shutdown()` (or use `session_scope`)."""
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
@@ -117,6 +117,8 @@ def connect(cassandra: CassandraSettings, login: Credentials, keyspace: str | No
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=cassandra.local_dc)),
         request_timeout=timeout,
     )
+    if row_factory is not None:
+        profile.row_factory = row_factory
     cluster = Cluster(
         contact_points=list(cassandra.hosts),
         port=cassandra.port,

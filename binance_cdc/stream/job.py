@@ -8,7 +8,10 @@ logs its counts per topic. Needs settings groups kafka, cassandra, cassandra_wri
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
+from datetime import datetime, timezone
 import signal
 import tempfile
 import threading
@@ -17,7 +20,8 @@ from pathlib import Path
 
 from binance_cdc.kafka_client import topics
 from binance_cdc.settings import PROJECT_ROOT, Settings
-from binance_cdc.stream.sink import COUNTERS, SinkTarget, summarize, write_partition
+from binance_cdc import change_log
+from binance_cdc.stream.sink import COUNTERS, SinkTarget, end_offsets, summarize, write_partition
 
 log = logging.getLogger("spark_streaming")  # the job's log lines keep the script's name
 
@@ -79,10 +83,58 @@ def format_counts(counter) -> str:
     return " ".join(f"{name}={counter.get(name, 0)}" for name in COUNTERS)
 
 
-def make_batch_writer(target: SinkTarget):
+class ProgressRecorder:
+    """Driver side: after a micro-batch succeeded, records it in `stream_progress` (with the Kafka offsets
+    it reached), which tells the bridge that every mark of that batch is written."""
+
+    def __init__(self, target: SinkTarget) -> None:
+        self.target = target
+        self._session = None
+        self._insert = None
+
+    def record(self, batch: change_log.BatchRef, offsets: dict) -> None:
+        from binance_cdc.cassandra_conn import connect
+
+        if self._session is None:
+            self._session = connect(self.target.cassandra, self.target.login)
+            cols = tuple(change_log.STREAM_PROGRESS_COLUMNS)
+            self._insert = self._session.prepare(
+                f"INSERT INTO {self.target.cassandra.keyspace}.{change_log.STREAM_PROGRESS} ({', '.join(cols)}) "
+                f"VALUES ({', '.join('?' * len(cols))})")
+        self._session.execute(self._insert, (batch.stream_id, batch.batch_id, datetime.now(timezone.utc),
+                                             json.dumps(offsets, sort_keys=True)))
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.cluster.shutdown()
+            self._session = None
+
+
+class StreamIdentity:
+    """The query's id, kept in the checkpoint (so it survives restarts and changes with a new checkpoint).
+    Known once start() returned, which the first micro-batch may not wait for on its own."""
+
+    def __init__(self) -> None:
+        self._id: uuid.UUID | None = None
+        self._known = threading.Event()
+
+    def set(self, query_id: str) -> None:
+        self._id = uuid.UUID(query_id)
+        self._known.set()
+
+    def get(self, timeout: float = 60) -> uuid.UUID:
+        if not self._known.wait(timeout):
+            raise RuntimeError("the streaming query's id is unknown: start() has not returned")
+        assert self._id is not None
+        return self._id
+
+
+def make_batch_writer(target: SinkTarget, progress: ProgressRecorder, identity: StreamIdentity):
     def write_batch(df, batch_id: int) -> None:
+        batch = change_log.BatchRef(identity.get(), batch_id)
         rows = df.select(*KAFKA_COLUMNS).rdd
-        stats = rows.mapPartitions(lambda part: write_partition(part, target)).collect()
+        stats = rows.mapPartitions(lambda part: write_partition(part, target, batch)).collect()
+        progress.record(batch, end_offsets(stats))
         totals = summarize(stats)
         processed = sum(sum(c.values()) for c in totals.values())
         for topic in sorted(totals):
@@ -122,16 +174,18 @@ def progress_listener():
     return LagListener()
 
 
-def start_query(spark, settings: Settings, once: bool):
+def start_query(spark, settings: Settings, once: bool, progress: ProgressRecorder):
+    identity = StreamIdentity()
     reader = spark.readStream.format("kafka")
     for key, value in kafka_options(settings).items():
         reader = reader.option(key, value)
     writer = (reader.load().writeStream.queryName(APP_NAME)
               .option("checkpointLocation", checkpoint_location(settings))
-              .foreachBatch(make_batch_writer(sink_target(settings))))
+              .foreachBatch(make_batch_writer(sink_target(settings), progress, identity)))
     writer = writer.trigger(availableNow=True) if once else \
         writer.trigger(processingTime=f"{settings.spark.trigger_seconds} seconds")
     query = writer.start()
+    identity.set(query.id)
     log.info("streaming %d topics (%s) from %s to keyspace %s; checkpoint %s; %s", len(topics(settings.kafka)),
              ",".join(topics(settings.kafka)), settings.kafka.bootstrap_servers, settings.cassandra.keyspace,
              checkpoint_location(settings), "once (availableNow)" if once else
@@ -174,7 +228,8 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
     status = 0
     with tempfile.TemporaryDirectory(prefix="binance_cdc_job_") as tmp:
         spark.sparkContext.addPyFile(str(package_zip(Path(tmp))))
-        query = start_query(spark, settings, once)
+        progress = ProgressRecorder(sink_target(settings))
+        query = start_query(spark, settings, once, progress)
         try:
             if once:
                 query.awaitTermination()
@@ -188,6 +243,7 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
             status = 1
         else:
             log.info("streaming query stopped cleanly")
+        progress.close()
         try:
             spark.stop()
         except Exception as exc:  # the JVM may already be gone (killed with the process group)

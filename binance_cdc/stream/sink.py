@@ -11,7 +11,9 @@ tables must be truncated as well.
 
 `plan()` is pure (messages -> writes, dead letters, counts); `CassandraSink` prepares the statements once
 and executes writes as UNLOGGED batches of one partition each (bounded size) with bounded concurrency.
-`write_partition()` is what spark_streaming.py runs on each executor (needs cassandra-driver there).
+`write_partition()` is what spark_streaming.py runs on each executor (needs cassandra-driver there); after
+a batch's writes it marks the partitions they touched in `changed_partitions` for the bridge
+(binance_cdc/change_log.py).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 
-from binance_cdc import datasets
+from binance_cdc import change_log, datasets
 from binance_cdc.settings import CassandraSettings, Credentials
 from binance_cdc.stream.debezium import Change, DecodeError, Tombstone, decode
 
@@ -57,6 +59,7 @@ class Write:
     params: tuple  # bind values in statement order, the LSN timestamp included
     topic: str
     offset: int
+    clustering_key: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,13 @@ class Plan:
     writes: list[Write]
     dead_letters: list[DeadLetter]
     counts: dict[str, Counter]  # topic -> Counter of COUNTERS
+
+    def touched(self) -> dict[tuple[str, tuple], list[tuple]]:
+        """{(table, partition key): clustering keys written there}, each key once, in first-write order."""
+        out: dict[tuple[str, tuple], dict[tuple, None]] = {}
+        for w in self.writes:
+            out.setdefault((w.table, w.partition_key), {})[w.clustering_key] = None
+        return {where: list(keys) for where, keys in out.items()}
 
 
 def millis(moment: datetime) -> datetime:
@@ -96,14 +106,15 @@ def to_write(change: Change, written_at: datetime, offset: int) -> Write:
                 millis(change.row[col.name])
             except ValueError as exc:
                 raise DecodeError(f"{change.topic}: {col.name}: {exc}") from None
-    partition_key = tuple(change.cql_key()[c] for c in d.cql_partition_key)
+    key = change.cql_key()
+    partition_key = tuple(key[c] for c in d.cql_partition_key)
+    clustering_key = tuple(key[c] for c in d.cql_clustering_key)
     if change.is_delete:
-        key = change.cql_key()
         params = (change.lsn, *(key[c] for c in key_columns(d)))
     else:
         row = change.cql_row(written_at)
         params = (*(row[c] for c in upsert_columns(d)), change.lsn)
-    return Write(d.name, change.is_delete, partition_key, params, change.topic, offset)
+    return Write(d.name, change.is_delete, partition_key, params, change.topic, offset, clustering_key)
 
 
 def plan(messages: Iterable[Message], written_at: datetime | None = None) -> Plan:
@@ -159,11 +170,17 @@ class CassandraSink:
         cols = tuple(DEAD_LETTER_COLUMNS)
         self.dead_letter = session.prepare(
             f"INSERT INTO {keyspace}.{DEAD_LETTER_TABLE} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})")
+        cols = tuple(change_log.CHANGED_PARTITIONS_COLUMNS)
+        self.mark = session.prepare(
+            f"INSERT INTO {keyspace}.{change_log.CHANGED_PARTITIONS} ({', '.join(cols)}) "
+            f"VALUES ({', '.join('?' * len(cols))})")
 
     def statement(self, w: Write):
         return (self.deletes if w.delete else self.upserts)[w.table].bind(w.params)
 
-    def apply(self, p: Plan) -> None:
+    def apply(self, p: Plan, batch: change_log.BatchRef | None = None) -> None:
+        """Write the plan; then, with `batch`, mark every partition it touched for the bridge. Marks come
+        only after the data writes succeeded: a mark the bridge reads always finds the data there."""
         from cassandra.concurrent import execute_concurrent
         from cassandra.query import BatchStatement, BatchType
 
@@ -172,10 +189,10 @@ class CassandraSink:
             if len(chunk) == 1:
                 requests.append((self.statement(chunk[0]), None))
                 continue
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            grouped = BatchStatement(batch_type=BatchType.UNLOGGED)
             for w in chunk:
-                batch.add(self.statement(w))
-            requests.append((batch, None))
+                grouped.add(self.statement(w))
+            requests.append((grouped, None))
         received = now_millis()
         for dl in p.dead_letters:
             m = dl.message
@@ -185,6 +202,9 @@ class CassandraSink:
             # raise_on_first_error: a failed write fails the Spark task, which retries the whole partition;
             # the LSN timestamps make that replay harmless.
             execute_concurrent(self.session, requests, concurrency=self.concurrency, raise_on_first_error=True)
+        if batch is not None and p.writes:
+            marks = [(self.mark.bind(params), None) for params in change_log.mark_rows(batch, p.touched())]
+            execute_concurrent(self.session, marks, concurrency=self.concurrency, raise_on_first_error=True)
 
 
 # --- executor side -------------------------------------------------------------------------------------
@@ -214,22 +234,44 @@ def sink_for(target: SinkTarget) -> CassandraSink:
     return sink
 
 
-def write_partition(rows: Iterable[Any], target: SinkTarget) -> Iterator[tuple[str, str, int]]:
-    """mapPartitions body: Kafka rows (topic, partition, offset, key, value) -> (topic, counter, n) stats."""
+OFFSET_STAT = "end_offset"  # (topic, "end_offset:<partition>", next offset to read) among the stats
+
+
+def write_partition(rows: Iterable[Any], target: SinkTarget,
+                    batch: change_log.BatchRef | None = None) -> Iterator[tuple[str, str, int]]:
+    """mapPartitions body: Kafka rows (topic, partition, offset, key, value) -> (topic, counter, n) stats,
+    plus the offset after the last message per Kafka partition (for the driver's progress record)."""
     messages = [Message(r[0], r[1], r[2], None if r[3] is None else bytes(r[3]),
                         None if r[4] is None else bytes(r[4])) for r in rows]
     if not messages:
         return iter(())
     p = plan(messages)
-    sink_for(target).apply(p)
+    sink_for(target).apply(p, batch)
     for dl in p.dead_letters:
         log.warning("dead letter %s[%d]@%d: %s", dl.message.topic, dl.message.partition, dl.message.offset,
                     dl.error)
-    return iter([(topic, name, n) for topic, counter in p.counts.items() for name, n in counter.items()])
+    ends: dict[tuple[str, int], int] = {}
+    for m in messages:
+        ends[(m.topic, m.partition)] = max(ends.get((m.topic, m.partition), 0), m.offset + 1)
+    stats = [(topic, name, n) for topic, counter in p.counts.items() for name, n in counter.items()]
+    stats += [(topic, f"{OFFSET_STAT}:{partition}", end) for (topic, partition), end in ends.items()]
+    return iter(stats)
 
 
 def summarize(stats: Iterable[tuple[str, str, int]]) -> dict[str, Counter]:
+    """Counts per topic (offset stats left out; see end_offsets)."""
     totals: dict[str, Counter] = defaultdict(Counter)
     for topic, name, n in stats:
-        totals[topic][name] += n
+        if not name.startswith(OFFSET_STAT):
+            totals[topic][name] += n
     return dict(totals)
+
+
+def end_offsets(stats: Iterable[tuple[str, str, int]]) -> dict[str, dict[str, int]]:
+    """{topic: {partition: next offset}} reached by a micro-batch, from the executors' stats."""
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for topic, name, n in stats:
+        if name.startswith(OFFSET_STAT):
+            partition = name.split(":", 1)[1]
+            out[topic][partition] = max(out[topic].get(partition, 0), n)
+    return dict(out)

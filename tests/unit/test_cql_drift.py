@@ -11,8 +11,10 @@ from binance_cdc import datasets
 from binance_cdc.cassandra_conn import split_statements
 from binance_cdc.stream.sink import DEAD_LETTER_COLUMNS, DEAD_LETTER_KEY, DEAD_LETTER_TABLE
 from binance_cdc.settings import PROJECT_ROOT
+from binance_cdc import change_log
 
 CQL_FILE = PROJECT_ROOT / "cql" / "01_tables.cql"
+CHANGE_LOG_FILE = PROJECT_ROOT / "cql" / "02_change_log.cql"
 _CREATE = re.compile(r"^CREATE TABLE IF NOT EXISTS binance_test\.(\w+)\s*\((.*)\)\s*(WITH .*)?$", re.S | re.I)
 
 
@@ -65,6 +67,21 @@ def test_dead_letters_table():
     table = TABLES[DEAD_LETTER_TABLE]
     assert table["columns"] == DEAD_LETTER_COLUMNS
     assert table["partition"] + table["clustering"] == DEAD_LETTER_KEY
+
+
+@pytest.mark.parametrize("table,columns,key", [
+    (change_log.CHANGED_PARTITIONS, change_log.CHANGED_PARTITIONS_COLUMNS, change_log.CHANGED_PARTITIONS_KEY),
+    (change_log.STREAM_PROGRESS, change_log.STREAM_PROGRESS_COLUMNS, change_log.STREAM_PROGRESS_KEY),
+])
+def test_change_log_tables(table, columns, key):
+    declared = parse_tables(CHANGE_LOG_FILE.read_text())[table]
+    assert declared["columns"] == columns
+    assert declared["partition"] + declared["clustering"] == key
+
+
+def test_change_log_marks_expire_as_the_bridge_assumes():
+    ttl = re.search(r"changed_partitions.*?default_time_to_live\s*=\s*(\d+)", CHANGE_LOG_FILE.read_text(), re.S)
+    assert ttl and int(ttl.group(1)) == change_log.MARK_TTL_S
 
 
 def test_parser_sees_a_drift():
