@@ -13,7 +13,8 @@ MVN_PROPS := -Dkafka.version=$(KAFKA_VERSION) -Ddebezium.version=$(DEBEZIUM_VERS
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-packages up down status clean test test-unit demo bench simulator
+.PHONY: help setup system-packages up down status clean test test-unit demo bench simulator bridge reconcile \
+	psql cqlsh
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -52,7 +53,7 @@ up: setup  ## start every service and wait until each answers
 down:  ## stop every service (data is kept)
 	@[ -x $(PY) ] && $(PY) -m stack down || true
 
-status:  ## one line per service; exit 0 only when all are healthy
+status:  ## each service, then the change path (connector, slot, stream, bridge); exit 0 only when all are healthy
 	@$(PY) -m stack status
 
 clean:  ## stop everything and delete the local data and logs (.local/data, .local/logs)
@@ -68,6 +69,18 @@ test-unit: .venv/.installed  ## only the tests that need no service
 
 demo: up  ## the main job: the whole pipeline on the local stack (real API when reachable, else the simulator)
 	$(PY) -m stack.demo
+
+bridge: up  ## one bridge run: new Cassandra changes -> the serving tables Grafana reads
+	$(PY) pg_cassandra_bridge.py
+
+reconcile: up  ## compare Postgres, Cassandra and the serving tables exactly; non-zero exit on any drift
+	$(PY) -m binance_cdc.serve.reconcile
+
+psql: up  ## a psql shell on schemas serving and binance as the read-only role
+	@$(PY) -m stack.shells psql
+
+cqlsh: up  ## a cqlsh shell on the keyspace as the read-only role
+	@$(PY) -m stack.shells cqlsh
 
 bench: up  ## every benchmark side by side with the naive way; writes bench/results.json
 	$(PY) -m bench

@@ -106,6 +106,17 @@ def cql_decimal_literal(value: Decimal) -> str:
     return str(value)  # '123.4500', '1E+3', 'NaN', 'Infinity', '-Infinity' are all valid CQL literals
 
 
+class _ProtocolNegotiationFilter(logging.Filter):
+    """The driver warns at every connect that it negotiated the protocol version down to what the server
+    speaks: expected with Cassandra 5 (v5) and every other version, so it is noise in every script's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Downgrading core protocol version")
+
+
+logging.getLogger("cassandra.cluster").addFilter(_ProtocolNegotiationFilter())
+
+
 def connect(cassandra: CassandraSettings, login: Credentials, keyspace: str | None = None,
             timeout: float = 10.0, row_factory=None):
     """A cassandra.cluster.Session; close it with `session.cluster.shutdown()` (or use `session_scope`)."""

@@ -20,3 +20,23 @@ def topics(kafka: KafkaSettings) -> list[str]:
     from binance_cdc.datasets import DATASETS
 
     return [f"{kafka.topic_prefix}.{d.topic_suffix}" for d in DATASETS.values()]
+
+
+def message_counts(kafka: KafkaSettings, names: list[str], timeout: float = 10.0) -> dict[str, int]:
+    """Messages held per topic (high - low watermark over its partitions; 0 for a topic not created yet)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**client_conf(kafka), "group.id": "binance-cdc-counts", "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(timeout=timeout).topics
+        counts = {}
+        for name in names:
+            topic = metadata.get(name)
+            total = 0
+            for partition in (topic.partitions if topic is not None and topic.error is None else {}):
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=timeout)
+                total += high - low
+            counts[name] = total
+        return counts
+    finally:
+        consumer.close()

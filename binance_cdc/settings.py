@@ -8,7 +8,7 @@ Secrets are `Secret` strings: masked in repr, str and logs; `.reveal()` hands th
 `.env.example` lists every variable declared here (tests/unit/test_settings.py checks it).
 
 Where and as whom are separate groups: `postgres` says where the source database is, `postgres_app`,
-`replication`, `bridge_login` and `grafana_login` are the roles; `cassandra` says where the cluster is,
+`replication`, `postgres_reader`, `bridge_login` and `grafana_login` are the roles; `cassandra` says where the cluster is,
 `cassandra_writer`, `cassandra_reader` and `cassandra_admin` are its roles. So a script only ever needs
 the passwords of the roles it uses.
 """
@@ -207,6 +207,7 @@ GROUP_TYPES: dict[str, type] = {
     "postgres": PostgresSettings,
     "postgres_app": Credentials,
     "replication": Credentials,
+    "postgres_reader": Credentials,
     "binance": BinanceSettings,
     "kafka": KafkaSettings,
     "connect": ConnectSettings,
@@ -231,6 +232,9 @@ VARIABLES: tuple[Var, ...] = (
     Var("PG_APP_PASSWORD", "postgres_app", "password", secret=True, doc="password of PG_APP_USER"),
     Var("PG_REPLICATION_USER", "replication", "user", default="binance_cdc", doc="role Debezium connects with"),
     Var("PG_REPLICATION_PASSWORD", "replication", "password", secret=True, doc="password of PG_REPLICATION_USER"),
+    Var("PG_READER_USER", "postgres_reader", "user", default="binance_readonly",
+        doc="read-only role of `make psql` (SELECT on schemas binance and serving)"),
+    Var("PG_READER_PASSWORD", "postgres_reader", "password", secret=True, doc="password of PG_READER_USER"),
     # Binance
     Var("BINANCE_BASE_URL", "binance", "base_url", _url, "https://api.binance.com",
         doc="API base URL; https://data-api.binance.vision serves market data where api.binance.com answers 451"),
@@ -337,6 +341,7 @@ class Settings:
     postgres: PostgresSettings = property(lambda self: self.group("postgres"))  # type: ignore[assignment]
     postgres_app: Credentials = property(lambda self: self.group("postgres_app"))  # type: ignore[assignment]
     replication: Credentials = property(lambda self: self.group("replication"))  # type: ignore[assignment]
+    postgres_reader: Credentials = property(lambda self: self.group("postgres_reader"))  # type: ignore[assignment]
     binance: BinanceSettings = property(lambda self: self.group("binance"))  # type: ignore[assignment]
     kafka: KafkaSettings = property(lambda self: self.group("kafka"))  # type: ignore[assignment]
     connect: ConnectSettings = property(lambda self: self.group("connect"))  # type: ignore[assignment]

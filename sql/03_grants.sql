@@ -6,4 +6,7 @@ GRANT USAGE ON SCHEMA binance TO :"app_role", :"cdc_role";
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA binance TO :"app_role";
 GRANT SELECT ON binance.recent_trades, binance.order_book, binance.klines, binance.daily_ticker,
     binance.latest_prices TO :"cdc_role";
+-- The read-only role of `make psql`: looks, never touches.
+GRANT USAGE ON SCHEMA binance TO :"reader_role";
+GRANT SELECT ON ALL TABLES IN SCHEMA binance TO :"reader_role";
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;

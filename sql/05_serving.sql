@@ -6,7 +6,8 @@
 -- Follows binance_cdc/datasets.py (tests/unit/test_serving_drift.py parses this file and compares).
 -- Not in the Debezium publication (04_publication.sql lists the binance tables only): no change loop.
 -- The serving schema may live on another server: apply this file there with
---   psql -v serving_schema=serving -v bridge_role=binance_bridge -v grafana_role=binance_grafana -f sql/05_serving.sql
+--   psql -v serving_schema=serving -v bridge_role=binance_bridge -v grafana_role=binance_grafana \
+--        -v reader_role=binance_readonly -f sql/05_serving.sql
 CREATE SCHEMA IF NOT EXISTS :"serving_schema";
 
 -- Recent trades; trade ids are unique and increasing per symbol.
@@ -161,9 +162,10 @@ CREATE TABLE IF NOT EXISTS :"serving_schema".bridge_rejects (
 );
 
 -- Least privilege: the bridge writes this schema and nothing else (it holds no right on schema binance);
--- Grafana may only read it. Both roles are created by `make up` with passwords from .env.
+-- Grafana and `make psql`'s read-only role may only read it. The roles are created by `make up` with
+-- passwords from .env.
 REVOKE ALL ON SCHEMA :"serving_schema" FROM PUBLIC;
-GRANT USAGE ON SCHEMA :"serving_schema" TO :"bridge_role", :"grafana_role";
+GRANT USAGE ON SCHEMA :"serving_schema" TO :"bridge_role", :"grafana_role", :"reader_role";
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA :"serving_schema" TO :"bridge_role";
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA :"serving_schema" TO :"bridge_role";
-GRANT SELECT ON ALL TABLES IN SCHEMA :"serving_schema" TO :"grafana_role";
+GRANT SELECT ON ALL TABLES IN SCHEMA :"serving_schema" TO :"grafana_role", :"reader_role";

@@ -71,6 +71,7 @@ def down(names: list[str]) -> None:
 
 
 def status(settings, names: list[str]) -> int:
+    """Services, then (for the whole stack) the change path: connector, slot, stream, bridge."""
     unhealthy = 0
     for name in names:
         row = service(name).status(settings)
@@ -78,6 +79,13 @@ def status(settings, names: list[str]) -> int:
         state = "up" if row["up"] else "DOWN"
         print(f"{row['name']:<10} {state:<5} {row['address']:<26} {rss}")
         unhealthy += not row["up"]
+    if set(names) == set(SERVICE_MODULES):
+        from stack import pipeline
+
+        print()
+        for row in pipeline.rows(settings):
+            print(f"{row.name:<10} {'ok' if row.healthy else 'BAD':<5} {row.detail}")
+            unhealthy += not row.healthy
     return 1 if unhealthy else 0
 
 

@@ -6,8 +6,10 @@ Cassandra. This then:
    .local/logs/spark_streaming.log;
 2. runs one extraction cycle against the real Binance API when it answers, otherwise against the local
    simulator (and says so loudly);
-3. waits until every Cassandra table holds as many rows as its Postgres table;
-4. prints the row count of each table in Postgres and in Cassandra.
+3. runs the bridge (pg_cassandra_bridge) and reconciles Postgres, Cassandra and the serving tables until
+   they agree, exactly (binance_cdc.serve.reconcile);
+4. prints the rows per stage (Postgres, Kafka events, Cassandra, serving) and the end-to-end lag, and
+   renders the dashboard's panels to PNGs in .local/charts/.
 
 Needs the variables of .env (see .env.example). Run: `make demo` or `.venv/bin/python -m stack.demo`.
 """
@@ -22,9 +24,7 @@ import time
 
 import requests
 
-from binance_cdc.cassandra_conn import connect as cassandra_connect
 from binance_cdc.datasets import DATASETS
-from binance_cdc.postgres_conn import app_connection
 from binance_cdc.settings import PROJECT_ROOT, load_dotenv_file, load_settings
 from stack import process
 
@@ -34,6 +34,7 @@ STREAM = "spark_streaming"
 SIMULATOR = "simulator"
 SIMULATOR_PORT = 8765
 CATCH_UP_TIMEOUT_S = 300
+CHARTS_DIR = PROJECT_ROOT / ".local" / "charts"
 
 
 def real_api_reachable(base_url: str) -> bool:
@@ -59,24 +60,70 @@ def ensure_simulator_running() -> str:
     return url
 
 
-def postgres_counts(settings) -> dict[str, int]:
-    with app_connection(settings, "demo") as conn:
+def catch_up(settings) -> list:
+    """Bridge runs and reconciliations until the three stores agree (or CATCH_UP_TIMEOUT_S passed)."""
+    from binance_cdc.serve import bridge, reconcile
+
+    began = time.monotonic()
+    stores = reconcile.open_stores(settings)
+    try:
+        while True:
+            report = bridge.run(settings)
+            if report.exit_code not in (bridge.EXIT_OK, bridge.EXIT_REJECTED):
+                log.error("bridge: %s", report.message)
+            diffs = reconcile.reconcile(stores, settle_s=0)
+            if all(d.clean for d in diffs):
+                log.info("Cassandra and the serving tables caught up with Postgres in %.1fs", time.monotonic() - began)
+                return diffs
+            if time.monotonic() - began > CATCH_UP_TIMEOUT_S:
+                log.error("not caught up after %ds; see .local/logs/spark_streaming.log\n%s", CATCH_UP_TIMEOUT_S,
+                          process.tail(STREAM))
+                return diffs
+            if process.read_pid(STREAM) is None:
+                log.error("the streaming job stopped\n%s", process.tail(STREAM))
+                return diffs
+            time.sleep(2)
+    finally:
+        stores.close()
+
+
+def end_to_end_lag(settings) -> dict[str, float | None]:
+    """Seconds from the Postgres commit to each later stage, over the rows of the last minute of commits."""
+    from binance_cdc.postgres_conn import connect
+
+    conn = connect(settings.serving, settings.grafana_login, "demo")
+    try:
         with conn.cursor() as cur:
-            counts = {}
-            for name in DATASETS:
-                cur.execute(f"SELECT count(*) FROM binance.{name}")  # names come from datasets.py, not input
-                counts[name] = cur.fetchone()[0]
-            return counts
+            parts = " UNION ALL ".join(
+                f"SELECT cdc_source_ts, cdc_written_at, served_at FROM {settings.serving.schema}.{name}"
+                for name in DATASETS)  # identifiers from datasets.py and typed settings, not input
+            cur.execute(
+                f"WITH r AS ({parts}), recent AS (SELECT * FROM r WHERE cdc_source_ts > "
+                "(SELECT max(cdc_source_ts) FROM r) - interval '1 minute') "
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM cdc_written_at - cdc_source_ts)),"
+                " max(extract(epoch FROM cdc_written_at - cdc_source_ts)),"
+                " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM served_at - cdc_source_ts)),"
+                " max(extract(epoch FROM served_at - cdc_source_ts)) FROM recent")
+            row = cur.fetchone()
+        return dict(zip(("cassandra_p50", "cassandra_max", "serving_p50", "serving_max"),
+                        [None if v is None else float(v) for v in row]))
+    finally:
+        conn.close()
 
 
-def cassandra_counts(session, keyspace: str) -> dict[str, int]:
-    return {name: session.execute(f"SELECT count(*) FROM {keyspace}.{name}").one()[0] for name in DATASETS}
+def render_charts(settings) -> str | None:
+    try:
+        from binance_cdc.serve import charts
+    except ImportError:
+        return None
+    return str(charts.render_all(settings, CHARTS_DIR))
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("cassandra").setLevel(logging.ERROR)
     load_dotenv_file()
-    settings = load_settings("postgres", "postgres_app", "binance", "cassandra", "cassandra_writer")
+    settings = load_settings()
     ensure_stream_running()
 
     base_url = settings.binance.base_url
@@ -92,29 +139,29 @@ def main() -> int:
     if extraction.returncode != 0:
         log.error("extraction finished with exit code %d (see its log lines above)", extraction.returncode)
 
-    session = cassandra_connect(settings.cassandra, settings.cassandra_writer)
-    # count(*) over a whole table is what a demo wants and what Cassandra warns about on every poll.
-    logging.getLogger("cassandra.protocol").setLevel(logging.ERROR)
-    began = time.monotonic()
-    while True:
-        pg, cass = postgres_counts(settings), cassandra_counts(session, settings.cassandra.keyspace)
-        if pg == cass:
-            log.info("Cassandra caught up with Postgres in %.1fs", time.monotonic() - began)
-            break
-        if time.monotonic() - began > CATCH_UP_TIMEOUT_S:
-            log.error("Cassandra has not caught up after %ds; see .local/logs/spark_streaming.log\n%s",
-                      CATCH_UP_TIMEOUT_S, process.tail(STREAM))
-            break
-        if process.read_pid(STREAM) is None:
-            log.error("the streaming job stopped\n%s", process.tail(STREAM))
-            break
-        time.sleep(2)
+    diffs = catch_up(settings)
+    from binance_cdc.kafka_client import message_counts, topics
+    from binance_cdc.serve.reconcile import format_report
 
-    print(f"\n{'table':<16}{'postgres':>10}{'cassandra':>11}")
-    for name in DATASETS:
-        print(f"{name:<16}{pg[name]:>10}{cass[name]:>11}")
-    print("\nThe streaming job keeps running in the background; `make down` stops it.")
-    return 0 if pg == cass and extraction.returncode == 0 else 1
+    kafka = message_counts(settings.kafka, topics(settings.kafka))
+    print(f"\n{'table':<16}{'postgres':>10}{'kafka events':>14}{'cassandra':>11}{'serving':>9}")
+    for d, topic in zip(diffs, topics(settings.kafka)):
+        print(f"{d.name:<16}{d.counts['postgres']:>10}{kafka[topic]:>14}{d.counts['cassandra']:>11}"
+              f"{d.counts['serving']:>9}")
+    clean = all(d.clean for d in diffs)
+    if not clean:
+        print("\n" + format_report(diffs))
+    lag = end_to_end_lag(settings)
+    if lag["serving_max"] is not None:
+        print(f"\nend-to-end lag of the last minute of commits: Postgres -> Cassandra p50 {lag['cassandra_p50']:.2f}s "
+              f"(max {lag['cassandra_max']:.2f}s); Postgres -> serving p50 {lag['serving_p50']:.2f}s "
+              f"(max {lag['serving_max']:.2f}s; the bridge runs when called: cron or --follow)")
+    charts = render_charts(settings)
+    if charts:
+        print(f"charts of the dashboard's panels: {charts}/*.png")
+    print("\nThe streaming job keeps running in the background; `make down` stops it. "
+          "`make bridge` copies new changes to the serving tables, `make reconcile` compares the three stores.")
+    return 0 if clean and extraction.returncode == 0 else 1
 
 
 if __name__ == "__main__":

@@ -152,12 +152,9 @@ def start(settings) -> None:
 
 
 def admin_config(settings) -> dict[str, str]:
-    config = {"bootstrap.servers": settings.kafka.bootstrap_servers,
-              "security.protocol": settings.kafka.security_protocol}
-    if settings.kafka.security_protocol == "SASL_SSL":
-        config.update({"sasl.mechanisms": "PLAIN", "sasl.username": settings.kafka.sasl_username,
-                       "sasl.password": settings.kafka.sasl_password.reveal()})
-    return config
+    from binance_cdc.kafka_client import client_conf
+
+    return client_conf(settings.kafka)
 
 
 def wait_ready(settings, timeout: float = 90) -> None:

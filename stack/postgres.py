@@ -145,6 +145,7 @@ def sql_variables(settings) -> list[str]:
         "serving_schema": settings.serving.schema,
         "bridge_role": settings.bridge_login.user,
         "grafana_role": settings.grafana_login.user,
+        "reader_role": settings.postgres_reader.user,
     }
     return [arg for k, v in pairs.items() for arg in ("-v", f"{k}={v}")]
 
@@ -163,6 +164,7 @@ def bootstrap(settings) -> None:
                 (settings.replication.user, settings.replication.password.reveal(),
                  sql.SQL("LOGIN REPLICATION")),
                 (settings.bridge_login.user, settings.bridge_login.password.reveal(), sql.SQL("LOGIN")),
+                (settings.postgres_reader.user, settings.postgres_reader.password.reveal(), sql.SQL("LOGIN")),
                 (settings.grafana_login.user, settings.grafana_login.password.reveal(), sql.SQL("LOGIN")),
             )
             for role, password, attrs in roles:

@@ -125,6 +125,17 @@ def _load_table(cur, schema: str, dataset: Dataset, pages, page_size: int, resul
     serving_load.merge(cur, schema, dataset, checked is None, result)
 
 
+def _unlock(conn) -> None:
+    """Explicitly: on close the server releases the lock only a moment later, when a cron run that
+    follows at once could still find it taken. A broken connection releases it anyway."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        conn.commit()
+    except Exception as exc:  # noqa: BLE001 - nothing more to do than let close() end the session
+        log.debug("advisory unlock failed: %s", exc)
+
+
 def run(settings: Settings, full: bool = False) -> RunReport:
     """One bridge run; returns a report whose exit_code is one of the EXIT_* codes. Never raises for
     unreachable stores or a failed run: they are reported."""
@@ -165,11 +176,7 @@ def run(settings: Settings, full: bool = False) -> RunReport:
             log.exception("bridge run failed")
         finally:
             session.cluster.shutdown()
-            with conn.cursor() as cur:
-                # Explicitly: closing lets the server release it only a moment later, when a cron
-                # run that follows at once could still find it taken.
-                cur.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
-            conn.commit()
+            _unlock(conn)
     finally:
         conn.close()
         report.seconds = time.monotonic() - began

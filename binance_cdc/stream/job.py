@@ -91,18 +91,28 @@ class ProgressRecorder:
         self.target = target
         self._session = None
         self._insert = None
+        self._offsets: dict[str, dict[str, int]] = {}
 
     def record(self, batch: change_log.BatchRef, offsets: dict) -> None:
+        """`offsets`: {topic: {partition: next offset}} this batch reached; merged into what earlier
+        batches (of this or an earlier run of the query) reached, so the row covers every partition."""
         from binance_cdc.cassandra_conn import connect
 
+        table = f"{self.target.cassandra.keyspace}.{change_log.STREAM_PROGRESS}"
         if self._session is None:
             self._session = connect(self.target.cassandra, self.target.login)
             cols = tuple(change_log.STREAM_PROGRESS_COLUMNS)
             self._insert = self._session.prepare(
-                f"INSERT INTO {self.target.cassandra.keyspace}.{change_log.STREAM_PROGRESS} ({', '.join(cols)}) "
-                f"VALUES ({', '.join('?' * len(cols))})")
+                f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})")
+            earlier = self._session.execute(f"SELECT end_offsets FROM {table} WHERE stream_id = %s",
+                                            (batch.stream_id,)).one()
+            self._offsets = json.loads(earlier[0]) if earlier and earlier[0] else {}
+        for topic, ends in offsets.items():
+            known = self._offsets.setdefault(topic, {})
+            for partition, end in ends.items():
+                known[partition] = max(known.get(partition, 0), end)
         self._session.execute(self._insert, (batch.stream_id, batch.batch_id, datetime.now(timezone.utc),
-                                             json.dumps(offsets, sort_keys=True)))
+                                             json.dumps(self._offsets, sort_keys=True)))
 
     def close(self) -> None:
         if self._session is not None:
