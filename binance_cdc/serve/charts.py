@@ -126,8 +126,11 @@ def collect(engine, model: dict, schema: str, time_range: TimeRange | None = Non
     charts = []
     for panel in dash.panel_queries(model):
         sql, frame = read_panel(engine, panel, time_range, variables)
-        log.info("panel %s %r: %d rows", panel.panel_id, panel.title, len(frame))
-        charts.append(Chart(panel, dash.interpolate_title(panel.title, variables), frame, time_range, sql))
+        title = dash.interpolate_title(panel.title, variables)
+        log.log(logging.INFO if len(frame) else logging.WARNING, "panel %s %r: %d rows (schema %s, %s to %s)",
+                panel.panel_id, title, len(frame), schema, rfc3339nano(time_range.start),
+                rfc3339nano(time_range.end))
+        charts.append(Chart(panel, title, frame, time_range, sql))
     return charts
 
 
