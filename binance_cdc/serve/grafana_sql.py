@@ -33,9 +33,9 @@ from decimal import Decimal
 from typing import Mapping, Sequence
 
 __all__ = [
-    "MacroError", "TemplateVariable", "VARIABLE_PATTERN", "TimeRange", "expand", "substitute_variables", "interpolate_globals",
-    "interpolate_macros", "go_float", "parse_interval", "format_interval", "round_interval",
-    "calculate_interval", "rfc3339nano",
+    "MacroError", "TemplateVariable", "VARIABLE_PATTERN", "TimeRange", "expand", "substitute_variables",
+    "interpolate_globals", "interpolate_macros", "go_float", "parse_interval", "format_interval", "round_interval",
+    "calculate_interval", "rfc3339nano", "epoch_seconds_to_utc",
 ]
 
 

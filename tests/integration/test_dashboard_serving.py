@@ -248,7 +248,8 @@ def test_provisioned_datasource_is_the_configured_login(settings):
     # An unset variable renders as "" in Grafana (silently); a `$` in a password is expanded again.
     assert (login.host, login.port, login.database, login.user) == (
         settings.serving.host, settings.serving.port, settings.serving.database, settings.grafana_login.user)
-    assert login.password == settings.grafana_login.password.reveal(), "the password does not survive Grafana's expansion"
+    assert login.password == settings.grafana_login.password.reveal(), \
+        "the password does not survive Grafana's expansion (a `$` in it?)"
 
 
 def test_provisioned_datasource_reaches_the_serving_tables(settings, seeded):

@@ -49,8 +49,8 @@ def test_numeric_epoch_time_becomes_utc_and_decimals_become_floats():
 
 
 def test_timestamptz_time_is_kept_in_utc():
-    frame = charts.to_grafana_frame(pd.DataFrame({"time": [datetime(2026, 11, 30, 2, tzinfo=timezone(timedelta(hours=2)))],
-                                                  "v": [1]}))
+    local = datetime(2026, 11, 30, 2, tzinfo=timezone(timedelta(hours=2)))
+    frame = charts.to_grafana_frame(pd.DataFrame({"time": [local], "v": [1]}))
     assert frame["time"].iloc[0] == pd.Timestamp("2026-11-30T00:00:00Z")
 
 
