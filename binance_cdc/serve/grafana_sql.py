@@ -167,14 +167,14 @@ def format_interval(interval: timedelta) -> str:
     return "1ms"
 
 
-# Grafana's roundInterval (ms thresholds -> ms values), used to pick $__interval from range / max points.
+# Grafana's rangeutil.roundInterval (below ms -> ms), used to pick $__interval from range / max points.
 _ROUND_STEPS = (
-    (15, 10), (35, 20), (75, 50), (150, 100), (350, 200), (750, 500), (1500, 1000), (3500, 2000),
+    (10, 1), (15, 10), (35, 20), (75, 50), (150, 100), (350, 200), (750, 500), (1500, 1000), (3500, 2000),
     (7500, 5000), (12500, 10000), (17500, 15000), (25000, 20000), (45000, 30000), (90000, 60000),
     (210000, 120000), (450000, 300000), (750000, 600000), (1050000, 900000), (1500000, 1200000),
     (2700000, 1800000), (5400000, 3600000), (9000000, 7200000), (16200000, 10800000),
-    (32400000, 21600000), (86400000, 43200000), (604800000, 86400000), (1209600000, 604800000),
-    (2592000000, 1209600000),
+    (32400000, 21600000), (86400000, 43200000), (604800000, 86400000), (1814400000, 604800000),
+    (3628800000, 2592000000),
 )
 
 
@@ -183,15 +183,15 @@ def round_interval(interval: timedelta) -> timedelta:
     for below, value in _ROUND_STEPS:
         if ms < below:
             return timedelta(milliseconds=value)
-    return timedelta(milliseconds=2592000000)
+    return timedelta(milliseconds=31536000000)
 
 
 def calculate_interval(time_range: TimeRange, max_data_points: int = 1000,
                        min_interval: timedelta = timedelta(minutes=1)) -> timedelta:
-    """The panel's $__interval: range / max data points, rounded as Grafana does, never below the data
-    source's minimum (jsonData.timeInterval, 1m in our provisioning)."""
-    rounded = round_interval((time_range.end - time_range.start) / max_data_points)
-    return max(rounded, min_interval)
+    """The panel's $__interval as Grafana's rangeutil.calculateInterval computes it: range / max data
+    points rounded to a nice value, then raised to the data source's minimum as it is (jsonData.timeInterval,
+    1m in our provisioning; the minimum itself is not rounded)."""
+    return max(round_interval((time_range.end - time_range.start) / max_data_points), min_interval)
 
 
 # --- step 1: template variables ---------------------------------------------------------------------

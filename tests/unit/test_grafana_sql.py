@@ -12,7 +12,7 @@ import pytest
 
 from binance_cdc.serve.grafana_sql import (
     MacroError, TemplateVariable, TimeRange, calculate_interval, expand, format_interval, go_float,
-    interpolate_globals, interpolate_macros, parse_interval, rfc3339nano, substitute_variables,
+    interpolate_globals, interpolate_macros, parse_interval, rfc3339nano, round_interval, substitute_variables,
 )
 
 UTC = timezone.utc
@@ -94,6 +94,15 @@ def test_calculate_interval_rounds_and_respects_the_minimum():
     assert calculate_interval(day, 100) == timedelta(minutes=15)             # 864 s -> 15m
     assert calculate_interval(day, 100_000, timedelta(seconds=1)) == timedelta(seconds=1)
     assert calculate_interval(day, 100_000) == timedelta(minutes=1)         # min interval wins
+    # rounded first (1.728 s -> 2 s), then raised to the minimum, which is not rounded
+    assert calculate_interval(day, 50_000, timedelta(seconds=50)) == timedelta(seconds=50)
+
+
+@pytest.mark.parametrize("ms, rounded", [(5, 1), (12, 10), (86_400, 60_000), (432_000, 300_000),
+                                         (1_000_000_000, 604_800_000), (3_000_000_000, 2_592_000_000),
+                                         (4_000_000_000, 31_536_000_000)])
+def test_round_interval_table(ms, rounded):
+    assert round_interval(timedelta(milliseconds=ms)) == timedelta(milliseconds=rounded)
 
 
 # --- step 1: template variables ----------------------------------------------------------------------
