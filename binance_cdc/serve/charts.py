@@ -2,7 +2,7 @@
 
 One source of truth: grafana/provisioning/dashboards/json/binance_pipeline.json. Each panel's rawSql is
 expanded as Grafana would (binance_cdc.serve.grafana_sql: variables at their defaults, the serving
-schema from SERVING_SCHEMA, macros for the time range), read through pandas + SQLAlchemy as the Grafana
+schema from SERVING_SCHEMA, macros for the time range), read through SQLAlchemy into pandas as the Grafana
 role (GRAFANA_PG_USER, SELECT on the serving schema only) and drawn with matplotlib (Agg) the way its
 panel type shows it. PNG bytes are deterministic: fixed sizes, dpi and font, no Software metadata.
 
@@ -60,6 +60,7 @@ class Chart:
     frame: Any  # pandas.DataFrame, time column converted to UTC datetimes, numbers to float
     time_range: TimeRange
     sql: str
+    raw: Any = None  # the result as Postgres returned it (Decimal, datetime): the table panel shows it exactly
 
 
 # --- reading -------------------------------------------------------------------------------------------
@@ -104,16 +105,34 @@ def to_grafana_frame(frame):
     return frame
 
 
-def read_panel(engine, panel: dash.PanelQuery, time_range: TimeRange,
-               variables: Mapping[str, TemplateVariable], interval: timedelta | None = None):
+def read_sql(engine, sql: str):
+    """The rows of `sql` exactly as Postgres returns them (NUMERIC stays Decimal), in a DataFrame.
+
+    The text goes to the server untouched, as Grafana sends it: executed on the DBAPI cursor without
+    parameters. (pandas.read_sql_query would pass it through exec_driver_sql with an empty parameter
+    set, so psycopg2 would treat every `%` as a placeholder; text() would take `:word` for a bind.)"""
     import pandas as pd
 
+    with engine.connect() as conn:
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(sql)
+            columns = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        conn.rollback()
+    return pd.DataFrame.from_records(rows, columns=columns)
+
+
+def read_panel(engine, panel: dash.PanelQuery, time_range: TimeRange,
+               variables: Mapping[str, TemplateVariable], interval: timedelta | None = None):
+    """(expanded SQL, raw result, result as Grafana's data frame)."""
     if interval is None:
         interval = calculate_interval(time_range, panel.max_data_points or 1000)
     sql = expand(panel.raw_sql, time_range, variables, interval)
-    with engine.connect() as conn:
-        frame = pd.read_sql_query(sql, conn)  # a plain string: pandas passes it to the driver unchanged
-    return sql, to_grafana_frame(frame)
+    raw = read_sql(engine, sql)
+    return sql, raw, to_grafana_frame(raw)
 
 
 def collect(engine, model: dict, schema: str, time_range: TimeRange | None = None,
@@ -125,12 +144,12 @@ def collect(engine, model: dict, schema: str, time_range: TimeRange | None = Non
         time_range = default_time_range(newest_data_time(engine, schema))
     charts = []
     for panel in dash.panel_queries(model):
-        sql, frame = read_panel(engine, panel, time_range, variables)
+        sql, raw, frame = read_panel(engine, panel, time_range, variables)
         title = dash.interpolate_title(panel.title, variables)
         log.log(logging.INFO if len(frame) else logging.WARNING, "panel %s %r: %d rows (schema %s, %s to %s)",
                 panel.panel_id, title, len(frame), schema, rfc3339nano(time_range.start),
                 rfc3339nano(time_range.end))
-        charts.append(Chart(panel, title, frame, time_range, sql))
+        charts.append(Chart(panel, title, frame, time_range, sql, raw))
     return charts
 
 
@@ -245,17 +264,16 @@ def _cell(value, column: str) -> str:
         return ""
     if isinstance(value, pd.Timestamp):
         return value.tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
-    if column == "24h change":
-        return f"{float(value):+.2f} %"
-    return str(value)
+    text = format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
+    if column == "24h change":  # Grafana unit "percent": the value is already in percent
+        return ("+" if value > 0 else "") + text + " %"
+    return text
 
 
-def _draw_table(fig, chart: Chart, raw_frame=None) -> None:
+def _draw_table(fig, chart: Chart) -> None:
     ax = fig.add_subplot(1, 1, 1)
     ax.axis("off")
-    frame = raw_frame if raw_frame is not None else chart.frame
+    frame = chart.raw if chart.raw is not None else chart.frame
     cells = [[_cell(v, c) for c, v in zip(frame.columns, row)] for row in frame.itertuples(index=False)]
     if not cells:
         return
@@ -274,7 +292,7 @@ DRAWERS = {"timeseries": _draw_timeseries, "candlestick": _draw_candles, "barcha
            "table": _draw_table}
 
 
-def render_png(chart: Chart, note: str = "", raw_frame=None) -> bytes:
+def render_png(chart: Chart, note: str = "") -> bytes:
     """One panel as PNG bytes; the same input gives the same bytes."""
     import matplotlib
 
@@ -288,8 +306,6 @@ def render_png(chart: Chart, note: str = "", raw_frame=None) -> bytes:
         fig.suptitle(chart.title, fontsize=12, fontweight="bold", x=0.01, ha="left")
         if chart.frame.empty:
             fig.text(0.5, 0.5, "no data in the time range", ha="center", va="center", fontsize=12, color="grey")
-        elif chart.panel.panel_type == "table":
-            _draw_table(fig, chart, raw_frame)
         else:
             DRAWERS[chart.panel.panel_type](fig, chart)
         footer = (f"panel {chart.panel.panel_id} of dashboard {dash.DASHBOARD_UID}, same SQL, range "
@@ -310,18 +326,12 @@ def file_name(chart: Chart) -> str:
 def render_all(engine, out_dir: Path, schema: str, time_range: TimeRange | None = None,
                overrides: Mapping[str, str] | None = None, note: str = "",
                model: dict | None = None) -> list[Path]:
-    import pandas as pd
-
     model = model or dash.load_dashboard()
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for chart in collect(engine, model, schema, time_range, overrides):
-        raw = None
-        if chart.panel.panel_type == "table":  # exact decimals in the picture of the table
-            with engine.connect() as conn:
-                raw = pd.read_sql_query(chart.sql, conn)
         path = out_dir / file_name(chart)
-        path.write_bytes(render_png(chart, note, raw))
+        path.write_bytes(render_png(chart, note))
         written.append(path)
     return written
 

@@ -295,3 +295,16 @@ def test_charts_render_every_panel_deterministically(settings, seeded, tmp_path:
     for a, b in zip(first, second):
         assert a.read_bytes() == b.read_bytes(), a.name
         assert a.stat().st_size > 10_000, f"{a.name} looks empty"
+
+
+def test_chart_reader_sends_the_sql_untouched(settings):
+    """`%` and `:name` in panel SQL reach Postgres as written (as from Grafana), NUMERIC stays exact."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(postgres_conn.sqlalchemy_url(settings.serving, settings.grafana_login))
+    try:
+        frame = charts.read_sql(engine, "SELECT 'BTC%' LIKE 'BTC%' AS ok, ' :name' AS colon, 7 % 4 AS m, "
+                                        "0.38699::numeric AS price")
+    finally:
+        engine.dispose()
+    assert frame.to_dict("records") == [{"ok": True, "colon": " :name", "m": 3, "price": Decimal("0.38699")}]
