@@ -167,30 +167,37 @@ def _utc_axis(ax, time_range: TimeRange) -> None:
     ax.set_xlabel(f"time (UTC), {time_range.start:%Y-%m-%d %H:%M} to {time_range.end:%Y-%m-%d %H:%M}")
 
 
-def _unit_label(unit: str) -> str:
-    return {"s": "seconds", "short": "", "currencyUSD": "USDT", "none": ""}.get(unit, unit)
+def _custom(chart: Chart) -> dict:
+    """The panel's fieldConfig.defaults.custom: the axis label, draw style and scale come from the JSON."""
+    return chart.panel.custom or {}
+
+
+def _value_label(chart: Chart, fallback: str) -> str:
+    return _custom(chart).get("axisLabel") or fallback
+
+
+def _step(times) -> timedelta:
+    """The bucket width of a time column (its smallest gap; 1 h for a single row)."""
+    gaps = times.sort_values().diff().dropna()
+    return gaps.min().to_pytimedelta() if len(gaps) else timedelta(hours=1)
 
 
 def _draw_timeseries(fig, chart: Chart) -> None:
     frame, ax = chart.frame, fig.add_subplot(1, 1, 1)
     values = [c for c in frame.columns if c != "time"]
-    is_volume = chart.panel.panel_id == 2 or values == ["volume"]
+    bars = _custom(chart).get("drawStyle") == "bars"
+    step = _step(frame["time"])
     for i, col in enumerate(values):
         color = SERIES_COLORS[i % len(SERIES_COLORS)]
-        if is_volume:
-            ax.bar(frame["time"] + timedelta(minutes=30), frame[col], width=timedelta(minutes=50),
-                   color=color, label=col)
+        if bars:  # a bucket's bar spans its interval, starting at the bucket time
+            ax.bar(frame["time"] + step / 2, frame[col], width=step * 0.85, color=color, label=col)
         else:
             ax.plot(frame["time"], frame[col], color=color, linewidth=1.6, label=col,
                     marker="o" if len(frame) <= 60 else None, markersize=3)
     _utc_axis(ax, chart.time_range)
-    unit = _unit_label(chart.panel.unit)
-    if is_volume:
-        ax.set_ylabel(f"volume per hour ({chart.title.rsplit(' ', 1)[-1]}, base asset)")
-    else:
-        ax.set_ylabel(f"delay ({unit})" if unit == "seconds" else (unit or "value"))
-        top = float(frame[values].max().max()) if values and len(frame) else 1.0
-        ax.set_ylim(0, top * 1.25 if top > 0 else 1.0)  # headroom for the legend
+    ax.set_ylabel(_value_label(chart, chart.panel.unit))
+    top = float(frame[values].max().max()) if values and len(frame) else 1.0
+    ax.set_ylim(0, top * 1.25 if top > 0 else 1.0)  # headroom for the legend
     if values:
         ax.legend(loc="upper left", frameon=False, ncol=min(len(values), 3))
 
@@ -201,21 +208,21 @@ def _draw_candles(fig, chart: Chart) -> None:
     frame = chart.frame
     grid = fig.add_gridspec(2, 1, height_ratios=(3, 1), hspace=0.08)
     ax, axv = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
-    centres = frame["time"] + timedelta(minutes=30)
+    step = _step(frame["time"])
+    centres, width = frame["time"] + step / 2, step * 2 / 3
     opens, closes = frame["open"].to_numpy(float), frame["close"].to_numpy(float)
     up = closes >= opens
     colors = np.where(up, UP, DOWN)
     ax.vlines(centres, frame["low"], frame["high"], colors=colors, linewidth=1.0, zorder=1)  # wick low..high
     bottoms, heights = np.minimum(opens, closes), np.abs(closes - opens)
     heights = np.maximum(heights, (frame["high"].max() - frame["low"].min()) * 0.002 if len(frame) else 0)
-    ax.bar(centres, heights, bottom=bottoms, width=timedelta(minutes=40), color=colors, edgecolor=colors,
-           linewidth=0.6, zorder=2)
-    axv.bar(centres, frame["volume"], width=timedelta(minutes=40), color=colors, alpha=0.6)
+    ax.bar(centres, heights, bottom=bottoms, width=width, color=colors, edgecolor=colors, linewidth=0.6, zorder=2)
+    axv.bar(centres, frame["volume"], width=width, color=colors, alpha=0.6)
     for a in (ax, axv):
         _utc_axis(a, chart.time_range)
     ax.set_xlabel("")
     ax.tick_params(labelbottom=False)
-    ax.set_ylabel("price (USDT)")
+    ax.set_ylabel(_value_label(chart, "price"))
     axv.set_ylabel("volume")
     from matplotlib.patches import Patch
 
@@ -242,15 +249,15 @@ def _draw_barchart(fig, chart: Chart) -> None:
                             fontsize=8)
     ax.set_yticks(y, labels)
     ax.set_ylabel(label_col)
-    log_scale = chart.panel.panel_id == 4
-    if log_scale:
+    label = _value_label(chart, values[0] if len(values) == 1 else "value")
+    if _custom(chart).get("scaleDistribution", {}).get("type") == "log":
         ax.set_xscale("log")
-        ax.set_xlabel("coins ordered (base-asset units, log scale)")
+        ax.set_xlabel(f"{label}, log scale")
     else:
         from matplotlib.ticker import FuncFormatter
 
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
-        ax.set_xlabel(values[0] if len(values) == 1 else "value")
+        ax.set_xlabel(label)
         ax.margins(x=0.12)
     ax.grid(axis="y", visible=False)
     if len(values) > 1:

@@ -158,12 +158,12 @@ def _query_variable(name: str, label: str, default: str) -> dict[str, Any]:
 
 def build_dashboard() -> dict[str, Any]:
     legend = {"displayMode": "list", "placement": "bottom", "showLegend": True}
-    log_axis = {"scaleDistribution": {"type": "log", "log": 10}}
+    log_axis = {"scaleDistribution": {"type": "log", "log": 10}, "axisLabel": "coins ordered (base-asset units)"}
     panels = [
         _panel(1, "barchart", "Most traded symbols (24 h trade count)",
                "Trades in Binance's rolling 24 h window (ticker/24hr `count`), from each symbol's latest "
                "daily_ticker row in the time range. The original project found XRP, AVAX, BTC and DOGE on top.",
-               MOST_TRADED_SQL, "table", "short", (9, 12, 0, 0),
+               MOST_TRADED_SQL, "table", "short", (9, 12, 0, 0), custom={"axisLabel": "trades in 24 h"},
                options={"orientation": "horizontal", "xField": "symbol", "showValue": "auto",
                         "legend": {**legend, "showLegend": False}, "tooltip": {"mode": "single"}}),
         _panel(2, "timeseries", "Volume by hour: $symbol",
@@ -171,11 +171,12 @@ def build_dashboard() -> dict[str, Any]:
                "(Binance's exact volume, not a sample of trades).",
                VOLUME_BY_HOUR_SQL, "time_series", "short", (9, 12, 12, 0),
                options={"legend": legend, "tooltip": {"mode": "single"}},
-               custom={"drawStyle": "bars", "fillOpacity": 60, "lineWidth": 1}),
+               custom={"drawStyle": "bars", "fillOpacity": 60, "lineWidth": 1,
+                       "axisLabel": "volume per hour (base asset)"}),
         _panel(3, "candlestick", "Hourly candles: $candle_symbol",
                "Hourly OHLC built from the 30-minute klines: open of the hour's first kline, close of its "
                "last, max high, min low, summed volume. Prices in USDT; times in UTC.",
-               HOURLY_CANDLES_SQL, "time_series", "currencyUSD", (10, 24, 0, 9),
+               HOURLY_CANDLES_SQL, "time_series", "currencyUSD", (10, 24, 0, 9), custom={"axisLabel": "price (USDT)"},
                options={"mode": "candles+volume", "candleStyle": "candles", "colorStrategy": "open-close",
                         "colors": {"up": "green", "down": "red"}, "includeAllFields": False, "legend": legend},
                overrides=[_override("volume", unit="short")]),
@@ -202,7 +203,8 @@ def build_dashboard() -> dict[str, Any]:
                FRESHNESS_SQL, "time_series", "s", (9, 24, 0, 28),
                options={"legend": {**legend, "calcs": ["mean", "max"], "displayMode": "table"},
                         "tooltip": {"mode": "multi"}},
-               custom={"drawStyle": "line", "lineWidth": 2, "fillOpacity": 10, "showPoints": "auto"},
+               custom={"drawStyle": "line", "lineWidth": 2, "fillOpacity": 10, "showPoints": "auto",
+                       "axisLabel": "delay (seconds)"},
                max_data_points=200),
     ]
     templating = [
@@ -255,6 +257,7 @@ class PanelQuery:
     fmt: str
     raw_sql: str
     max_data_points: int | None = None  # the panel's query option; Grafana's default is the panel width
+    custom: dict | None = None  # fieldConfig.defaults.custom: axisLabel, drawStyle, scaleDistribution
 
 
 def panel_queries(model: dict[str, Any]) -> Iterator[PanelQuery]:
@@ -262,7 +265,7 @@ def panel_queries(model: dict[str, Any]) -> Iterator[PanelQuery]:
         for target in panel.get("targets", []):
             yield PanelQuery(panel["id"], panel["type"], panel["title"],
                              panel["fieldConfig"]["defaults"].get("unit", ""), target["format"], target["rawSql"],
-                             panel.get("maxDataPoints"))
+                             panel.get("maxDataPoints"), panel["fieldConfig"]["defaults"].get("custom", {}))
 
 
 def default_variables(model: dict[str, Any], schema: str | None = None) -> dict[str, TemplateVariable]:

@@ -84,7 +84,18 @@ def test_bar_chart_uses_the_string_column_as_axis():
     charts._draw_barchart(fig, chart(1, frame))
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["BTCUSDT", "XRPUSDT"]  # first row drawn on top
-    assert fig.axes[0].get_xlabel() == "trades" and fig.axes[0].get_ylabel() == "symbol"
+    assert fig.axes[0].get_xlabel() == QUERIES[1].custom["axisLabel"] and fig.axes[0].get_ylabel() == "symbol"
+
+
+def test_log_scale_and_bars_follow_the_panel_config():
+    fig = Figure()
+    frame = pd.DataFrame({"symbol": ["DOGEUSDT", "BTCUSDT"], "bids": [27000.5, 2.1], "asks": [31000.0, 1.9]})
+    charts._draw_barchart(fig, chart(4, frame))
+    assert fig.axes[0].get_xscale() == "log"
+    fig = Figure()
+    charts._draw_timeseries(fig, chart(2, pd.DataFrame({"time": [epoch(0), epoch(1)], "volume": [3, 4]})))
+    bars = fig.axes[0].patches
+    assert len(bars) == 2 and abs(bars[0].get_width() - 0.85 / 24) < 1e-9  # 85 % of an hour, in days
 
 
 @pytest.mark.parametrize("panel_id, frame", [

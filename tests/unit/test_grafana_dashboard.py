@@ -116,6 +116,11 @@ def test_time_series_sql_has_a_time_column_and_orders_by_it(pid):
         "rows must be sorted by time (unsorted is an error in Grafana)"
 
 
+@pytest.mark.parametrize("pid", [p["id"] for p in PANELS if p["type"] != "table"])
+def test_value_axes_are_labelled(pid):
+    assert panel(pid)["fieldConfig"]["defaults"]["custom"]["axisLabel"].strip()
+
+
 def test_candlestick_columns():
     sql = panel(3)["targets"][0]["rawSql"]
     for col in ("open", "high", "low", "close", "volume"):
