@@ -383,15 +383,17 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give both --from and --to")
         time_range = TimeRange(args.start, args.end)
 
+    import psycopg2
     from sqlalchemy import create_engine
     from sqlalchemy.exc import SQLAlchemyError
 
     engine = create_engine(sqlalchemy_url(settings.serving, settings.grafana_login))
     try:
         paths = render_all(engine, args.out, settings.serving.schema, time_range, overrides, args.note)
-    except SQLAlchemyError as exc:
-        log.error("reading schema %s as %s failed: %s", settings.serving.schema, settings.grafana_login.user,
-                  exc.__class__.__name__ + ": " + str(exc.orig if hasattr(exc, "orig") else exc).strip())
+    except (SQLAlchemyError, psycopg2.Error) as exc:
+        cause = getattr(exc, "orig", None) or exc
+        log.error("reading schema %s as %s failed: %s: %s", settings.serving.schema, settings.grafana_login.user,
+                  type(cause).__name__, str(cause).strip())
         return 3
     finally:
         engine.dispose()
