@@ -16,7 +16,7 @@ from pathlib import Path
 
 from binance_cdc.settings import load_dotenv_file, load_settings
 
-BENCHES = ("bench.extraction", "bench.cdc")
+BENCHES = ("bench.extraction", "bench.cdc", "bench.bridge")
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 log = logging.getLogger("bench")

@@ -111,12 +111,18 @@ def end_to_end_lag(settings) -> dict[str, float | None]:
         conn.close()
 
 
-def render_charts(settings) -> str | None:
+def render_charts(settings, note: str) -> list:
+    """The dashboard's panels as PNGs, from the same SQL Grafana runs, read as the Grafana role."""
+    from sqlalchemy import create_engine
+
+    from binance_cdc.postgres_conn import sqlalchemy_url
+    from binance_cdc.serve import charts
+
+    engine = create_engine(sqlalchemy_url(settings.serving, settings.grafana_login))
     try:
-        from binance_cdc.serve import charts
-    except ImportError:
-        return None
-    return str(charts.render_all(settings, CHARTS_DIR))
+        return charts.render_all(engine, CHARTS_DIR, settings.serving.schema, note=note)
+    finally:
+        engine.dispose()
 
 
 def main() -> int:
@@ -127,8 +133,9 @@ def main() -> int:
     ensure_stream_running()
 
     base_url = settings.binance.base_url
+    simulated = None
     if not real_api_reachable(base_url):
-        base_url = ensure_simulator_running()
+        base_url = simulated = ensure_simulator_running()
         log.warning("=" * 78)
         log.warning("%s is NOT reachable from this machine: using the LOCAL SIMULATOR at %s",
                     settings.binance.base_url, base_url)
@@ -156,9 +163,10 @@ def main() -> int:
         print(f"\nend-to-end lag of the last minute of commits: Postgres -> Cassandra p50 {lag['cassandra_p50']:.2f}s "
               f"(max {lag['cassandra_max']:.2f}s); Postgres -> serving p50 {lag['serving_p50']:.2f}s "
               f"(max {lag['serving_max']:.2f}s; the bridge runs when called: cron or --follow)")
-    charts = render_charts(settings)
-    if charts:
-        print(f"charts of the dashboard's panels: {charts}/*.png")
+    pictures = render_charts(settings, "" if simulated is None else f"simulated market data ({simulated})")
+    print(f"\ncharts of the dashboard's {len(pictures)} panels (UTC): {CHARTS_DIR.relative_to(PROJECT_ROOT)}/")
+    for path in pictures:
+        print(f"  {path.name}")
     print("\nThe streaming job keeps running in the background; `make down` stops it. "
           "`make bridge` copies new changes to the serving tables, `make reconcile` compares the three stores.")
     return 0 if clean and extraction.returncode == 0 else 1

@@ -136,10 +136,11 @@ class Stores:
     serving: Any  # psycopg2 connection, Grafana role
     cassandra: Any  # driver session, read-only role
     settings: Settings
+    source_schema: str = "binance"
 
     def snapshots(self, dataset: Dataset) -> dict[str, Snapshot]:
         return {
-            "postgres": postgres_snapshot(self.source, "binance", dataset),
+            "postgres": postgres_snapshot(self.source, self.source_schema, dataset),
             "cassandra": cassandra_snapshot(self.cassandra, self.settings.cassandra.keyspace, dataset),
             "serving": postgres_snapshot(self.serving, self.settings.serving.schema, dataset),
         }
@@ -150,11 +151,11 @@ class Stores:
         self.cassandra.cluster.shutdown()
 
 
-def open_stores(settings: Settings) -> Stores:
+def open_stores(settings: Settings, source_schema: str = "binance") -> Stores:
     source = postgres_conn.app_connection(settings, "reconcile")
     serving = postgres_conn.connect(settings.serving, settings.grafana_login, "reconcile")
     session = cassandra_read.reader_session(settings.cassandra, settings.cassandra_reader, timeout=60)
-    return Stores(source, serving, session, settings)
+    return Stores(source, serving, session, settings, source_schema)
 
 
 def reconcile(stores: Stores, settle_s: float = 60.0, poll_s: float = 2.0,

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -21,11 +20,11 @@ import psycopg2
 import pytest
 
 from binance_cdc import change_log, datasets, postgres_conn
-from binance_cdc.cassandra_conn import apply_cql_dir, connect
+from binance_cdc.cassandra_conn import connect
 from binance_cdc.serve import bridge
 from binance_cdc.settings import PROJECT_ROOT, Settings
 from binance_cdc.stream.sink import CassandraSink, Message, plan
-from stack import postgres as stack_postgres
+from stack.scratch import scratch_namespace
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -61,42 +60,18 @@ def message(prefix: str, dataset: datasets.Dataset, op: str, row: dict, lsn: int
 
 
 class World:
-    """A throwaway keyspace (cql/ applied) and serving schema (sql/05_serving.sql applied), and the stream's
-    side of the contract: apply a micro-batch with its marks, then record its progress."""
+    """A throwaway keyspace and serving schema (stack.scratch), and the stream's side of the contract:
+    apply a micro-batch with its marks, then record its progress."""
 
-    def __init__(self, settings: Settings) -> None:
-        suffix = uuid.uuid4().hex[:10]
-        self.keyspace = f"it_bridge_{suffix}"
-        self.schema = f"it_serving_{suffix}"
+    def __init__(self, settings: Settings, ns) -> None:
         self.base = settings
-        groups = {g: settings.group(g) for g in settings.loaded}
-        groups["cassandra"] = replace(settings.cassandra, keyspace=self.keyspace)
-        groups["serving"] = replace(settings.serving, schema=self.schema)
-        self.settings = Settings(groups)
+        self.keyspace, self.schema, self.settings, self.admin = ns.keyspace, ns.serving_schema, ns.settings, ns.admin
+        self.writer = connect(self.settings.cassandra, settings.cassandra_writer, timeout=60)
+        self.sink = CassandraSink(self.writer, self.keyspace)
         self.stream_id = uuid.uuid4()
         self.batch_id = -1
         self.lsn = 1000
         self.offset = 0
-
-    def create(self) -> None:
-        self.admin = connect(self.settings.cassandra, self.base.cassandra_admin, timeout=60)
-        apply_cql_dir(self.admin, PROJECT_ROOT / "cql", self.settings.cassandra)
-        self.admin.execute(f"GRANT SELECT ON KEYSPACE {self.keyspace} TO {self.base.cassandra_reader.user}")
-        self.admin.execute(f"GRANT SELECT ON KEYSPACE {self.keyspace} TO {self.base.cassandra_writer.user}")
-        self.admin.execute(f"GRANT MODIFY ON KEYSPACE {self.keyspace} TO {self.base.cassandra_writer.user}")
-        self.writer = connect(self.settings.cassandra, self.base.cassandra_writer, timeout=60)
-        self.sink = CassandraSink(self.writer, self.keyspace)
-        variables = stack_postgres.sql_variables(self.base)
-        variables[variables.index(f"serving_schema={self.base.serving.schema}")] = f"serving_schema={self.schema}"
-        stack_postgres.psql(self.base, *variables, "-f", str(PROJECT_ROOT / "sql" / "05_serving.sql"),
-                            dbname=self.base.serving.database)
-
-    def drop(self) -> None:
-        stack_postgres.psql(self.base, "-c", f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE',
-                            dbname=self.base.serving.database)
-        self.admin.execute(f"DROP KEYSPACE IF EXISTS {self.keyspace}")
-        self.writer.cluster.shutdown()
-        self.admin.cluster.shutdown()
 
     def batch(self, *changes: tuple[datasets.Dataset, str, dict]) -> None:
         """One micro-batch: each (dataset, op, row) at the next LSN, written, marked, then its progress."""
@@ -132,12 +107,12 @@ class World:
 
 @pytest.fixture
 def world(settings):
-    w = World(settings)
-    w.create()
-    try:
-        yield w
-    finally:
-        w.drop()
+    with scratch_namespace(settings, "it_bridge") as ns:
+        w = World(settings, ns)
+        try:
+            yield w
+        finally:
+            w.writer.cluster.shutdown()
 
 
 TRADES, PRICES = datasets.RECENT_TRADES, datasets.LATEST_PRICES
