@@ -31,8 +31,6 @@ import logging
 import os
 import re
 import secrets
-import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -46,11 +44,11 @@ from typing import Any, Iterator
 from binance_cdc import datasets as ds
 from binance_cdc.settings import PROJECT_ROOT
 from binance_cdc.kafka_client import client_conf as kafka_conf
+from tests.stream_process import StreamProcess
 
 log = logging.getLogger(__name__)
 
 PYTHON = PROJECT_ROOT / ".venv" / "bin" / "python"
-JOB = PROJECT_ROOT / "spark_streaming.py"
 LOGS = PROJECT_ROOT / ".local" / "logs"  # the job's log of the last bench run stays here for a look
 FIXTURE = PROJECT_ROOT / "tests" / "fixtures" / "debezium" / "plain_recent_trades.json"
 DATASET = ds.RECENT_TRADES
@@ -70,7 +68,6 @@ DRAIN_SYMBOLS = 10
 DRAIN_DAYS = 5  # trade times spread over 5 UTC days: 50 Cassandra partitions of 20k rows
 DRAIN_MAX_OFFSETS = 200_000
 
-JOB_START_TIMEOUT = 180
 CATCH_UP_TIMEOUT = 300
 STOP_TIMEOUT = 150
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ spark_streaming: (.*)$")
@@ -252,72 +249,26 @@ def cassandra_pid() -> int | None:
 
 # --- the streaming job as a subprocess ---------------------------------------------------------------------
 
-class StreamingJob:
-    """spark_streaming.py in its own session (process group), log in a file; always stopped by stop()."""
+class StreamingJob(StreamProcess):
+    """The shared wrapper (tests/stream_process.py) with its log in LOGS and the CPU of its session metered."""
 
     def __init__(self, env: dict[str, str], once: bool = False) -> None:
-        LOGS.mkdir(parents=True, exist_ok=True)
-        self.log_path = LOGS / f"bench_cdc_{'drain' if once else 'latency'}.log"
-        self.log_path.unlink(missing_ok=True)
-        self.env = {**os.environ, **env}
-        self.argv = [str(PYTHON), str(JOB), "--master", "local[2]"] + (["--once"] if once else [])
-        self.proc: subprocess.Popen | None = None
-        self.started_at = 0.0
+        super().__init__(env, LOGS / f"bench_cdc_{'drain' if once else 'latency'}.log", once=once, master="local[2]")
         self.cpu: CpuMeter | None = None
 
     def start(self) -> None:
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=self.env, cwd=PROJECT_ROOT, start_new_session=True)
-        self.started_at = time.monotonic()
+        super().start()
         self.cpu = CpuMeter(self.proc.pid)
         self.cpu.thread.start()
         log.info("spark_streaming.py started: pid %d, log %s", self.proc.pid, self.log_path)
 
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def tail(self, n: int = 40) -> str:
-        return "\n".join(self.text().splitlines()[-n:])
-
-    def check_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"spark_streaming.py exited with {self.proc.returncode}; log tail:\n{self.tail()}")
-
-    def wait_started(self, timeout: float = JOB_START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while parse_job_log(self.text())[0] is None:
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"spark_streaming.py: no 'query started' after {timeout}s; tail:\n{self.tail()}")
-            time.sleep(0.5)
-        log.info("spark_streaming.py: query started %.1f s after launch", time.monotonic() - self.started_at)
-
-    def wait_exit(self, timeout: float) -> int:
-        assert self.proc is not None
-        code = self.proc.wait(timeout=timeout)
-        log.info("spark_streaming.py exited with %d after %.1f s", code, time.monotonic() - self.started_at)
-        return code
-
-    def stop(self) -> None:
-        """SIGTERM (the job stops its query after the running batch), then SIGKILL its process group."""
-        if self.proc is None:
-            return
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
         if self.cpu is not None:
             self.cpu.done.set()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                log.warning("spark_streaming.py pid %d: no exit %ds after SIGTERM, killing its group",
-                            self.proc.pid, STOP_TIMEOUT)
-        try:  # the JVM child of py4j lives in the same group; make sure nothing of it stays
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=30)
-        log.info("spark_streaming.py pid %d stopped (exit %s)", self.proc.pid, self.proc.returncode)
+        code = super().stop(timeout)
+        if self.proc is not None:
+            log.info("spark_streaming.py pid %d stopped (exit %s)", self.proc.pid, code)
+        return code
 
 
 def job_env(settings, checkpoint: Path, **overrides: str) -> dict[str, str]:

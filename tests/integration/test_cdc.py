@@ -2,11 +2,14 @@
 
 The module registers its own Debezium connector (own slot and topic prefix, snapshot initial) after
 inserting rows, so those arrive as snapshot reads; then runs `python spark_streaming.py` as a subprocess
-with a fresh checkpoint under a tmp dir and TOPIC_PREFIX pointing at that connector's topics. Tests run
+with a fresh checkpoint under a tmp dir, TOPIC_PREFIX pointing at that connector's topics and
+CASSANDRA_KEYSPACE at a throwaway keyspace made from cql/ (own writer role). Nothing is shared with the
+pipeline's own topics, keyspace or checkpoint, so a stream left running by `make demo` changes nothing
+here (and the tests change nothing there but the source rows, which they delete again). Tests run
 in file order against that one job: snapshot, insert/update/delete of every table, a malformed message
 (dead letter, stream continues), and a stop/restart (no loss, no duplicate, no replay). Rows use unique
 symbols (T<random>USDT); Postgres is written as the application role. Afterwards the connector, its slot
-and topics, the Postgres rows and the Cassandra partitions are removed.
+and topics, the Postgres rows, the keyspace and its role are removed.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from binance_cdc import datasets
 from binance_cdc.cassandra_conn import connect as cassandra_connect
 from binance_cdc.stream.sink import DEAD_LETTER_TABLE
 from binance_cdc.stream.debezium import bucket_of
+from tests.stream_process import StreamProcess
 
 import cdc_helpers as h
 
@@ -35,12 +39,12 @@ class World:
     """What the tests share: the job, the connector, the symbols used and every row ever written."""
 
     def __init__(self, settings, tmp_path) -> None:
-        tag = h.random_suffix().upper()
+        self.tag = tag = h.random_suffix().upper()
         self.settings = settings
         self.tmp = tmp_path
         self.symbols = {name: f"T{tag}{name}USDT" for name in ("PRE", "LIVE", "LIVE2", "LIVE3", "DLQ", "RST")}
         self.touched: dict[str, list[dict]] = {d.name: [] for d in DATASETS}  # rows ever inserted
-        self.job: h.StreamJob | None = None
+        self.job: StreamProcess | None = None
         self.connector: dict | None = None
         self.cassandra = None
 
@@ -90,7 +94,7 @@ def wait_until_equal(world, what: str) -> dict[str, set]:
     state: dict[str, tuple] = {}
 
     def equal() -> bool:
-        assert world.job.alive(), f"streaming job died:\n{world.job.log_text()[-4000:]}"
+        assert world.job.alive(), f"streaming job died:\n{world.job.text()[-4000:]}"
         for d in DATASETS:
             pg, cass = postgres_rows(world, d), cassandra_rows(world, d)
             state[d.name] = (pg, cass)
@@ -104,7 +108,7 @@ def wait_until_equal(world, what: str) -> dict[str, set]:
         diffs = {n: {"only_postgres": pg - cass, "only_cassandra": cass - pg} for n, (pg, cass) in state.items()
                  if pg != cass}
         raise AssertionError(f"{what}: Cassandra differs from Postgres after {WAIT}s: {diffs}\n"
-                             f"job log tail:\n{world.job.log_text()[-3000:]}") from None
+                             f"job log tail:\n{world.job.text()[-3000:]}") from None
     return {n: pg for n, (pg, _) in state.items()}
 
 
@@ -135,28 +139,28 @@ def non_key_decimal(dataset) -> str:
 @pytest.fixture(scope="module")
 def world(settings, tmp_path_factory):
     w = World(settings, tmp_path_factory.mktemp("cdc"))
-    w.cassandra = cassandra_connect(settings.cassandra, settings.cassandra_writer)
-    w.cassandra.set_keyspace(settings.cassandra.keyspace)
-    try:
-        for d in DATASETS:  # present before the connector exists: they can only arrive by the snapshot
-            w.insert(d, h.sample_row(d, w.symbols["PRE"], 0))
-        with h.throwaway_connector(settings, label="it") as connector:
-            w.connector = connector
-            h.wait_for(lambda: set(connector["topics"]) <= set(_topic_names(settings)), 60,
-                       "snapshot topics created")
-            w.job = h.StreamJob(w.tmp / "checkpoint", w.tmp / "job.log", topic_prefix=connector["prefix"])
-            w.job.start()
-            yield w
-            w.job.stop()
-    finally:
-        if w.job:
-            w.job.stop()
-        for d in DATASETS:
-            h.pg_execute(settings, f"DELETE FROM binance.{d.name} WHERE symbol = ANY(%s)", (list(w.symbols.values()),))
-            where = " AND ".join(f"{c} = %s" for c in d.cql_partition_key)
-            for partition in w.partitions(d):
-                w.cassandra.execute(f"DELETE FROM {d.name} WHERE {where}", partition)
-        w.cassandra.cluster.shutdown()
+    with h.throwaway_keyspace(settings, label="itcdc") as keyspace:
+        w.cassandra = cassandra_connect(keyspace.cassandra, keyspace.writer, keyspace=keyspace.name)
+        try:
+            for d in DATASETS:  # present before the connector exists: they can only arrive by the snapshot
+                w.insert(d, h.sample_row(d, w.symbols["PRE"], 0))
+            with h.throwaway_connector(settings, label="it", snapshot_symbols=f"T{w.tag}%") as connector:
+                w.connector = connector
+                h.wait_for(lambda: set(connector["topics"]) <= set(_topic_names(settings)), 60,
+                           "snapshot topics created")
+                w.job = StreamProcess(h.stream_env(keyspace, connector["prefix"], w.tmp / "checkpoint"),
+                                      w.tmp / "job.log")
+                w.job.start()
+                w.job.wait_started(300)  # JVM start is not part of the time a change may take
+                yield w
+                w.job.stop()
+        finally:
+            if w.job:
+                w.job.stop()
+            for d in DATASETS:
+                h.pg_execute(settings, f"DELETE FROM binance.{d.name} WHERE symbol = ANY(%s)",
+                             (list(w.symbols.values()),))
+            w.cassandra.cluster.shutdown()
 
 
 def _topic_names(settings) -> list[str]:
@@ -225,8 +229,8 @@ def test_restart_resumes_without_loss_duplicate_or_replay(world):
     settings, d = world.settings, datasets.RECENT_TRADES
     before = {(r.symbol, r.trade_id): (r.cdc_written_at, r.cdc_source_lsn)
               for r in cassandra_rows(world, d, with_meta=True)}
-    assert world.job.stop() == 0, world.job.log_text()[-3000:]
-    assert "streaming query stopped cleanly" in world.job.log_text()
+    assert world.job.stop() == 0, world.job.text()[-3000:]
+    assert "streaming query stopped cleanly" in world.job.text()
     # Changes made while the job is down must arrive after the restart.
     for n in range(3):
         world.insert(d, h.sample_row(d, world.symbols["RST"], n))
@@ -241,5 +245,5 @@ def test_restart_resumes_without_loss_duplicate_or_replay(world):
     assert {k: after[k] for k in before} == before
     # Every message of the connector's topics was processed exactly once over both runs.
     total = end_offsets(settings, world.connector["topics"])
-    h.wait_for(lambda: sum(processed_counts(world.job.log_text())) >= total, 60, "all offsets processed")
-    assert sum(processed_counts(world.job.log_text())) == total
+    h.wait_for(lambda: sum(processed_counts(world.job.text())) >= total, 60, "all offsets processed")
+    assert sum(processed_counts(world.job.text())) == total

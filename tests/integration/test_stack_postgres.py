@@ -51,15 +51,34 @@ def test_app_role_cannot_create_a_slot(settings):
 
 
 def test_replication_role_reads_but_cannot_write(settings):
-    conn = connect(settings, settings.replication)
+    """A row the app role committed is visible to the replication role (the snapshot reads it), which can
+    change nothing: insert, update, delete and truncate are each refused for lack of privilege."""
+    symbol = f"TPRIV{uuid.uuid4().hex[:8].upper()}USDT"
+    app = connect(settings, settings.postgres_app, autocommit=True)
+    cdc = connect(settings, settings.replication, autocommit=True)
     try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM binance.latest_prices")
-            assert cur.fetchone()[0] >= 0
-            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-                cur.execute("INSERT INTO binance.latest_prices VALUES ('XUSDT', 1, now())")
+        with app.cursor() as cur:
+            cur.execute("INSERT INTO binance.latest_prices (symbol, price, observed_at) "
+                        "VALUES (%s, 1.25000000, '2026-04-01T00:00:00Z')", (symbol,))
+        with cdc.cursor() as cur:
+            cur.execute("SELECT symbol, price::text FROM binance.latest_prices WHERE symbol = %s", (symbol,))
+            assert cur.fetchall() == [(symbol, "1.25000000")]
+            for statement in (
+                "INSERT INTO binance.latest_prices VALUES ('XUSDT', 1, now())",
+                f"UPDATE binance.latest_prices SET price = 2 WHERE symbol = '{symbol}'",
+                f"DELETE FROM binance.latest_prices WHERE symbol = '{symbol}'",
+                "TRUNCATE binance.latest_prices",
+            ):
+                with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                    cur.execute(statement)
+        with app.cursor() as cur:  # nothing the refused statements named has changed
+            cur.execute("SELECT price::text FROM binance.latest_prices WHERE symbol = %s", (symbol,))
+            assert cur.fetchall() == [("1.25000000",)]
     finally:
-        conn.close()
+        with app.cursor() as cur:
+            cur.execute("DELETE FROM binance.latest_prices WHERE symbol = %s", (symbol,))
+        app.close()
+        cdc.close()
 
 
 def test_publication_holds_exactly_the_five_tables(settings):

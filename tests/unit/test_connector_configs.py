@@ -1,5 +1,7 @@
 """The two Debezium configs (self-managed Connect, Confluent Cloud V2) agree with each other, with the
-dataset description and with the publication in sql/, hold no secret, and render completely."""
+dataset description and with the publication in sql/, hold no secret, and render completely: the cloud
+one through connectors.confluent, the local one through connectors.register (every ${NAME} from typed
+settings, never a secret, ${env:...} left for Connect, an unknown placeholder named)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ import re
 import pytest
 
 from binance_cdc import datasets
-from binance_cdc.settings import PROJECT_ROOT, SettingsError
-from connectors import confluent
+from binance_cdc.settings import PROJECT_ROOT, VARIABLES, SettingsError, load_settings
+from connectors import confluent, register
 
 LOCAL = PROJECT_ROOT / "connectors" / "debezium-postgres-local.json"
 CLOUD = confluent.TEMPLATE
@@ -97,3 +99,75 @@ def test_render_names_every_missing_variable():
     with pytest.raises(SettingsError) as err:
         confluent.render(values)
     assert "KAFKA_SASL_PASSWORD" in str(err.value) and "PG_HOST" in str(err.value)
+
+
+# --- connectors.register: the local config rendered from typed settings ---
+
+REPLICATION_PASSWORD = "pw-Rn7q!never-in-the-config"
+LOCAL_ENV = {
+    "PG_HOST": "pg.example.internal", "PG_PORT": "6543", "PG_DATABASE": "binance_x", "PG_SSLMODE": "require",
+    "PG_REPLICATION_USER": "cdc_x", "PG_REPLICATION_PASSWORD": REPLICATION_PASSWORD,
+    "TOPIC_PREFIX": "prefix_x", "DEBEZIUM_SLOT_NAME": "slot_x", "DEBEZIUM_PUBLICATION": "pub_x",
+    "KAFKA_SASL_PASSWORD": "sasl-secret-x",
+}
+
+
+def local_settings(**env):
+    return load_settings(*register.SETTINGS_GROUPS, env={**LOCAL_ENV, **env})
+
+
+def test_render_local_fills_every_placeholder_from_settings():
+    template = config(LOCAL)
+    names = {n for v in template.values() for n in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", v)}
+    assert names  # the file does use settings placeholders
+    rendered = register.render_local(local_settings())
+    assert rendered["name"] == json.loads(LOCAL.read_text())["name"]
+    cfg = rendered["config"]
+    assert set(cfg) == set(template)
+    expected = {
+        "database.hostname": "pg.example.internal", "database.port": "6543", "database.dbname": "binance_x",
+        "database.sslmode": "require", "database.user": "cdc_x", "topic.prefix": "prefix_x",
+        "slot.name": "slot_x", "publication.name": "pub_x",
+    }
+    assert {k: cfg[k] for k in expected} == expected
+    # every ${NAME} of the file was filled (each by the setting of the same variable name)
+    assert all(LOCAL_ENV[n] in json.dumps(cfg) for n in names)
+    assert not re.search(r"\$\{(?!env:)", json.dumps(cfg))
+    # keys without placeholders are copied as they are
+    assert {k: v for k, v in cfg.items() if "${" not in template[k]} == \
+        {k: v for k, v in template.items() if "${" not in v}
+
+
+def test_render_local_leaves_the_secret_to_connect():
+    rendered = register.render_local(local_settings())
+    assert rendered["config"]["database.password"] == "${env:PG_REPLICATION_PASSWORD}"
+    text = json.dumps(rendered)
+    assert REPLICATION_PASSWORD not in text and "sasl-secret-x" not in text
+
+
+def test_secrets_are_never_substituted_even_when_a_file_names_them():
+    values = register.settings_mapping(local_settings())
+    secret_names = {v.env for v in VARIABLES if v.secret}
+    assert not secret_names & set(values)
+    assert REPLICATION_PASSWORD not in values.values()
+    leaky = {"name": "leaky", "config": {"database.password": "${PG_REPLICATION_PASSWORD}"}}
+    with pytest.raises(register.ConnectorError, match="PG_REPLICATION_PASSWORD"):
+        register.render(leaky, values)
+
+
+def test_render_names_every_unknown_placeholder():
+    template = {"name": "t", "config": {"a": "${NO_SUCH_SETTING}", "b": "x-${ALSO_MISSING}-y",
+                                        "c": "${PG_HOST}", "d": "${env:LEFT_FOR_CONNECT}"}}
+    with pytest.raises(register.ConnectorError) as err:
+        register.render(template, register.settings_mapping(local_settings()))
+    message = str(err.value)
+    assert "connector t" in message and "ALSO_MISSING" in message and "NO_SUCH_SETTING" in message
+    assert "PG_HOST" not in message and "LEFT_FOR_CONNECT" not in message
+
+
+def test_render_local_overrides_and_name_for_throwaway_copies():
+    rendered = register.render_local(local_settings(), {"slot.name": "it_slot", "topic.prefix": "it"},
+                                     name="binance-it")
+    assert rendered["name"] == "binance-it"
+    assert (rendered["config"]["slot.name"], rendered["config"]["topic.prefix"]) == ("it_slot", "it")
+    assert rendered["config"]["database.hostname"] == "pg.example.internal"
