@@ -130,4 +130,6 @@ def mark_rows(batch: BatchRef, touched: dict[tuple[str, tuple], list[tuple]]) ->
 
 def buckets_between(after_batch: int, upto_batch: int) -> range:
     """Buckets holding the marks of batches after_batch+1 .. upto_batch."""
+    if upto_batch <= after_batch:
+        return range(0)
     return range((after_batch + 1) // BATCHES_PER_BUCKET, upto_batch // BATCHES_PER_BUCKET + 1)

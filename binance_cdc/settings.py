@@ -292,7 +292,9 @@ VARIABLES: tuple[Var, ...] = (
         doc="Postgres host of the serving schema (may differ from PG_HOST)"),
     Var("SERVING_PG_PORT", "serving", "port", _positive_int, "55432", doc="its port"),
     Var("SERVING_PG_DATABASE", "serving", "database", default="binance", doc="its database"),
-    Var("SERVING_PG_SSLMODE", "serving", "sslmode", default="prefer", doc="its libpq sslmode"),
+    Var("SERVING_PG_SSLMODE", "serving", "sslmode", _choice("disable", "require", "verify-ca", "verify-full"),
+        "disable", doc="its sslmode: disable on loopback, require or verify-full for a remote server "
+                       "(Grafana accepts only these four)"),
     Var("SERVING_SCHEMA", "serving", "schema", _identifier, "serving",
         doc="schema holding the tables the dashboards read"),
     Var("BRIDGE_PG_USER", "bridge_login", "user", default="binance_bridge",

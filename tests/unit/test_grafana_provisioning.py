@@ -115,10 +115,11 @@ def test_provider_points_at_the_dashboard_folder():
     assert dash.DASHBOARD_PATH in list(folder.glob("*.json"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SERVING_PG_SSLMODE defaults to libpq's `prefer`, which Grafana's Postgres data source rejects "
-    "(it accepts disable, require, verify-ca, verify-full); the local server has ssl off, so Grafana needs "
-    "`disable`. Owner of binance_cdc/settings.py to decide; remove this marker when the default changes."))
 def test_default_sslmode_is_one_grafana_accepts():
-    default = next(v.default for v in VARIABLES if v.env == "SERVING_PG_SSLMODE")
-    assert default in GRAFANA_SSLMODES
+    # Grafana's Postgres data source accepts disable, require, verify-ca and verify-full, not libpq's prefer.
+    var = next(v for v in VARIABLES if v.env == "SERVING_PG_SSLMODE")
+    assert var.default in GRAFANA_SSLMODES
+    for mode in GRAFANA_SSLMODES:
+        assert var.parse(mode) == mode
+    with pytest.raises(ValueError):
+        var.parse("prefer")
