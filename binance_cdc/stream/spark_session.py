@@ -4,6 +4,12 @@
 setup`) on `spark.jars` by absolute path and points Ivy at an empty private directory, so no Maven/Ivy resolution ever
 happens (there is no network for it). `master=None` leaves the master to spark-submit (or Spark's default);
 Kafka security options (Confluent Cloud) are the caller's, on the Kafka source itself.
+
+Under spark-submit the driver JVM is already running when this code sets `spark.jars`: the executors still
+fetch the jars (the SparkContext is created here, with that conf), but the driver's class loader was built
+from spark-submit's own arguments, so `format("kafka")` fails with "Failed to find data source: kafka" unless
+the user passed `--jars`. `build_session` therefore adds the same local jars to the driver's class loader
+when the Kafka source is not already loadable, so `spark-submit spark_streaming.py` works without `--jars`.
 """
 
 from __future__ import annotations
@@ -37,6 +43,40 @@ def local_jars(lib_dir: Path = SPARK_LIB) -> list[str]:
     return jars
 
 
+KAFKA_PROVIDER = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
+
+
+def kafka_source_loadable(jvm, loader) -> bool:
+    try:
+        jvm.java.lang.Class.forName(KAFKA_PROVIDER, False, loader)
+        return True
+    except Exception:  # py4j wraps the ClassNotFoundException
+        return False
+
+
+def add_jars_to_driver(session, jars: list[str]) -> bool:
+    """Make the Kafka source visible to a driver JVM that spark-submit started without it.
+
+    spark-submit runs the driver with its class loader (a MutableURLClassLoader, whose addURL is public) as
+    the context class loader of the threads that serve pyspark; DataSource lookup goes through that loader,
+    so adding the jars to it is what `--jars` would have done. Returns True when jars were added, False when
+    the source was already there (e.g. the user passed --jars: nothing is added twice)."""
+    jvm = session.sparkContext._jvm
+    loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+    if kafka_source_loadable(jvm, loader):
+        return False
+    if not hasattr(loader, "addURL"):
+        raise RuntimeError(f"the driver's class loader {loader.getClass().getName()} cannot take jars: pass "
+                           "them to spark-submit: --jars \"$(ls .local/lib/spark/*.jar | paste -sd,)\"")
+    for jar in jars:
+        loader.addURL(jvm.java.io.File(jar).toURI().toURL())
+    if not kafka_source_loadable(jvm, loader):
+        raise RuntimeError(f"{KAFKA_PROVIDER} still missing after adding {len(jars)} jars from {SPARK_LIB}: "
+                           "run `make setup`")
+    log.info("spark: added %d local jars to the driver's class loader (spark-submit had no --jars)", len(jars))
+    return True
+
+
 def session_conf(app_name: str, master: str | None = None,
                  extra_conf: Mapping[str, str] | None = None) -> dict[str, str]:
     """The Spark configuration build_session applies (pure, so it can be inspected and tested)."""
@@ -66,6 +106,8 @@ def build_session(app_name: str, master: str | None = None,
     for key, value in conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
+    if launched_by_spark_submit():
+        add_jars_to_driver(session, conf["spark.jars"].split(","))
     log.info("spark: session %s on %s with %d local jars", app_name, session.sparkContext.master,
              len(conf["spark.jars"].split(",")))
     return session
