@@ -28,6 +28,7 @@ IVY_DIR = PROJECT_ROOT / ".local" / "spark-ivy"
 SHUFFLE_PARTITIONS = 4
 # Two cores, and up to 3 attempts per task: a transient Cassandra timeout is retried before the query fails.
 DEFAULT_MASTER = "local[2,3]"
+LOOPBACK = "127.0.0.1"
 
 
 def launched_by_spark_submit() -> bool:
@@ -94,12 +95,46 @@ def session_conf(app_name: str, master: str | None = None,
     return conf
 
 
+def submitted_conf() -> dict[str, str]:
+    """The spark.* settings spark-submit gave the running driver JVM (its --master, --conf, defaults)."""
+    from pyspark import SparkContext
+
+    SparkContext._ensure_initialized()  # attaches to spark-submit's gateway; starts nothing
+    props = SparkContext._jvm.java.lang.System.getProperties()
+    return {k: props.getProperty(k) for k in props.stringPropertyNames() if k.startswith("spark.")}
+
+
+def loopback_conf(master: str, submitted: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
+    """A local master needs no listener beyond 127.0.0.1, but Spark binds its driver (RPC, block manager)
+    to the host's address and its UI to every interface. The UI's address comes only from SPARK_LOCAL_IP,
+    read when the JVM starts; under spark-submit that has happened already, so the UI is turned off instead.
+    A master that is not local is left alone (a cluster's executors must reach the driver); SPARK_LOCAL_IP
+    or the user's own settings win."""
+    if not master.startswith("local") or env.get("SPARK_LOCAL_IP"):
+        return {}
+    conf = {key: LOOPBACK for key in ("spark.driver.bindAddress", "spark.driver.host") if key not in submitted}
+    if "spark.ui.enabled" not in submitted:
+        conf["spark.ui.enabled"] = "false"
+    return conf
+
+
 def build_session(app_name: str, master: str | None = None,
                   extra_conf: Mapping[str, str] | None = None):
     """A SparkSession (getOrCreate: an already running session in this process is reused as is)."""
     from pyspark.sql import SparkSession
 
     conf = session_conf(app_name, master, extra_conf)
+    if launched_by_spark_submit():
+        submitted = submitted_conf()
+        loopback = loopback_conf(conf.get("spark.master") or submitted.get("spark.master", "local[*]"),
+                                 {**submitted, **conf}, os.environ)
+        if loopback.get("spark.ui.enabled") == "false":
+            log.info("spark: UI off (local master under spark-submit; SPARK_LOCAL_IP=127.0.0.1 gives a "
+                     "loopback-only UI)")
+        conf.update(loopback)
+    elif conf["spark.master"].startswith("local"):
+        # Read by the JVM pyspark is about to start: driver and UI then listen on loopback only.
+        os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
     # Ivy must find nothing to resolve: an empty private dir, never ~/.ivy2 with stale artifacts.
     IVY_DIR.mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -115,6 +116,21 @@ def python_driver_pid(sid: int) -> int | None:
     return None
 
 
+def listeners(pids: set[int]) -> set[str]:
+    """Local addresses (host:port) the given processes listen on (TCP), from `ss`."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    found = set()
+    for line in out.splitlines():
+        if any(f"pid={pid}," in line for pid in pids):
+            found.add(line.split()[3])
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "::ffff:127.0.0.1", "::1") or host.startswith("127.")
+
+
 def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
     """SIGTERM, then SIGKILL, to the process group (session) of a Popen started with start_new_session."""
     if proc.poll() is not None and not session_pids(proc.pid):
@@ -160,6 +176,7 @@ class StandaloneCluster:
         log = self.root / f"{name}.log"
         env = base_env()
         env["SPARK_DAEMON_MEMORY"] = "256m"  # master and worker daemons stay small beside the shared stack
+        env["SPARK_LOCAL_DIRS"] = str(self.root / "local")  # executors' scratch space goes with the tmp dir
         with open(log, "ab") as out:
             proc = subprocess.Popen([str(SPARK_CLASS), *args], cwd=self.cwd, env=env, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
@@ -182,8 +199,11 @@ class StandaloneCluster:
         return self
 
     def stop(self) -> None:
+        """Stop worker then master; drop the executors' files (shipped jars and zip), keep the two logs."""
         for proc in reversed(self.procs):  # the worker first: it kills its executors on the way out
             stop_group(proc)
+        for path in (self.work_dir, self.root / "local", self.cwd):
+            shutil.rmtree(path, ignore_errors=True)
 
     def log(self, name: str) -> str:
         path = self.root / f"{name}.log"

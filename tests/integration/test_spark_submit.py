@@ -14,13 +14,15 @@ executors ran the package the job shipped (binance_cdc.zip, which must sit in th
 Lines without `--once` stream until stopped: once the rows are there, the Python driver gets SIGTERM (its
 graceful stop) and must exit 0. The test environment sets what the README leaves to the user's env:
 PYSPARK_PYTHON (the venv's Python, unless the line sets its own), .venv/bin first on PATH (for a bare
-`spark-submit`), SPARK_LOCAL_IP=127.0.0.1 and the Spark UI off (no listener beyond loopback).
+`spark-submit`) and, for a cluster line only, SPARK_LOCAL_IP=127.0.0.1 (this cluster lives on loopback).
+Every TCP listener of the job's processes (driver, executors, master, worker) must be on loopback.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -63,38 +65,44 @@ def cluster(tmp_path_factory):
         c.stop()
 
 
-def job_env(tmp: Path, prefix: str, keyspace: str) -> dict[str, str]:
+def job_env(tmp: Path, prefix: str, keyspace: str, cluster: bool) -> dict[str, str]:
     env = sc.base_env()
+    if not cluster:
+        # A local line must keep every listener on loopback by itself (the job sees to it).
+        del env["SPARK_LOCAL_IP"]
     env.update({
         "TOPIC_PREFIX": prefix, "CASSANDRA_KEYSPACE": keyspace, "SPARK_CHECKPOINT_DIR": str(tmp / "checkpoint"),
         "SPARK_STARTING_OFFSETS": "earliest", "SPARK_TRIGGER_SECONDS": "1",
+        "SPARK_LOCAL_DIRS": str(tmp / "spark-local"),  # the driver's scratch space, not a stray /tmp/spark-*
         "PYSPARK_PYTHON": str(sc.VENV_BIN / "python"),
         "PATH": f"{sc.VENV_BIN}:{env.get('PATH', '')}",
-        # read by spark-submit's JVM as a Spark conf: the driver UI would otherwise listen on 0.0.0.0:4040+
-        "SPARK_SUBMIT_OPTS": "-Dspark.ui.enabled=false",
     })
     return env
 
 
-def run_line(line: str, env: dict[str, str], log_path: Path, done) -> int:
+def run_line(line: str, env: dict[str, str], log_path: Path, done,
+             cluster: sc.StandaloneCluster | None = None) -> tuple[int, set[str]]:
     """Run `line` with bash in the checkout; for a streaming line, stop the Python driver gracefully once
-    `done()` holds. Returns the exit status; everything it started is gone afterwards."""
+    `done()` holds. Returns the exit status and every TCP address the job's processes (and the cluster's)
+    listened on meanwhile; everything the line started is gone afterwards."""
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(["bash", "-c", line], cwd=PROJECT_ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+    groups = [proc] + (cluster.procs if cluster else [])
+    seen: set[str] = set()
     try:
         deadline = time.monotonic() + RUN_TIMEOUT
-        if sc.runs_forever(line):
-            while not done():
-                if proc.poll() is not None:
-                    return proc.returncode  # a streaming job must not end by itself
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"rows not in Cassandra after {RUN_TIMEOUT}s")
-                time.sleep(2)
-            driver = sc.python_driver_pid(proc.pid)
-            assert driver, "no Python driver under spark-submit"
-            os.kill(driver, signal.SIGTERM)
-        return proc.wait(max(30.0, deadline - time.monotonic()))
+        while proc.poll() is None:
+            seen |= sc.listeners({pid for p in groups for pid in sc.session_pids(p.pid)})
+            if sc.runs_forever(line) and done():
+                driver = sc.python_driver_pid(proc.pid)
+                assert driver, "no Python driver under spark-submit"
+                os.kill(driver, signal.SIGTERM)  # the job's graceful stop: finish the batch, exit 0
+                return proc.wait(60), seen
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"`{line}` still running after {RUN_TIMEOUT}s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(2)
+        return proc.returncode, seen  # a streaming line must not end by itself: its status says why
     finally:
         sc.stop_group(proc)
 
@@ -104,7 +112,7 @@ def test_the_readme_has_a_local_and_a_cluster_spark_submit_line():
     assert any(sc.is_cluster_line(line) for line in LINES), LINES
 
 
-@pytest.mark.parametrize("line", LINES)
+@pytest.mark.parametrize("line", LINES, ids=[re.sub(r"\s+#.*", "", line) for line in LINES])
 def test_readme_spark_submit_line_delivers_every_op(line, settings, keyspace, cassandra, request, tmp_path):
     tag = h.random_suffix().upper()
     prefix = f"itsubmit{tag.lower()}"
@@ -117,16 +125,23 @@ def test_readme_spark_submit_line_delivers_every_op(line, settings, keyspace, ca
     def arrived() -> bool:
         return sc.latest_prices(cassandra, keyspace, list(expected)) == want
 
-    with sc.throwaway_topics(settings, prefix) as topics:
-        sc.produce_all(settings, next(t for t in topics if t.endswith(".latest_prices")), messages)
-        status = run_line(command, job_env(tmp_path, prefix, keyspace), log_path, arrived)
+    try:
+        with sc.throwaway_topics(settings, prefix) as topics:
+            sc.produce_all(settings, next(t for t in topics if t.endswith(".latest_prices")), messages)
+            status, listening = run_line(command, job_env(tmp_path, prefix, keyspace, bool(cluster)), log_path, arrived, cluster)
+    finally:  # the log stays for a failure's reader; checkpoint and scratch space go
+        for name in ("checkpoint", "spark-local"):
+            shutil.rmtree(tmp_path / name, ignore_errors=True)
     text = log_path.read_text(errors="replace")
     assert status == 0, f"`{line}` exited {status}:\n{text[-6000:]}"
     # Present with the latest value; the deleted symbol absent. Exact decimal text, scale included.
     assert sc.latest_prices(cassandra, keyspace, list(expected)) == want
     batches = [(int(n), int(d)) for n, d in re.findall(r"processed (\d+) messages, (\d+) dead letters", text)]
     assert sum(n for n, _ in batches) == len(messages) and not any(d for _, d in batches), batches
+    assert "latest_prices: c=3 r=1 u=1 d=1 tombstone=1 dead_letter=0" in text, text[-3000:]  # every op decoded
 
+    # Driver, executors, master and worker: every listener on loopback.
+    assert listening and all(sc.is_loopback(a) for a in listening), listening
     if cluster:
         assert_ran_on_the_worker(cluster, text)
 
