@@ -66,11 +66,12 @@ def add_jars_to_driver(session, jars: list[str]) -> bool:
     loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
     if kafka_source_loadable(jvm, loader):
         return False
-    if not hasattr(loader, "addURL"):
-        raise RuntimeError(f"the driver's class loader {loader.getClass().getName()} cannot take jars: pass "
-                           "them to spark-submit: --jars \"$(ls .local/lib/spark/*.jar | paste -sd,)\"")
-    for jar in jars:
-        loader.addURL(jvm.java.io.File(jar).toURI().toURL())
+    try:
+        for jar in jars:
+            loader.addURL(jvm.java.io.File(jar).toURI().toURL())
+    except Exception as exc:  # py4j: a class loader without a public addURL
+        raise RuntimeError(f"the driver's class loader {loader.getClass().getName()} cannot take jars ({exc}); "
+                           'pass them to spark-submit: --jars "$(ls .local/lib/spark/*.jar | paste -sd,)"') from exc
     if not kafka_source_loadable(jvm, loader):
         raise RuntimeError(f"{KAFKA_PROVIDER} still missing after adding {len(jars)} jars from {SPARK_LIB}: "
                            "run `make setup`")

@@ -133,7 +133,8 @@ def test_readme_spark_submit_line_delivers_every_op(line, settings, keyspace, ca
     try:
         with sc.throwaway_topics(settings, prefix) as topics:
             sc.produce_all(settings, next(t for t in topics if t.endswith(".latest_prices")), messages)
-            status, listening = run_line(command, job_env(tmp_path, prefix, keyspace, bool(cluster)), log_path, arrived, cluster)
+            env = job_env(tmp_path, prefix, keyspace, cluster=cluster is not None)
+            status, listening = run_line(command, env, log_path, arrived, cluster)
     finally:  # the log stays for a failure's reader; checkpoint and scratch space go
         for name in ("checkpoint", "spark-local"):
             shutil.rmtree(tmp_path / name, ignore_errors=True)
@@ -148,10 +149,10 @@ def test_readme_spark_submit_line_delivers_every_op(line, settings, keyspace, ca
     # Driver, executors, master and worker: every listener on loopback.
     assert listening and all(sc.is_loopback(a) for a in listening), listening
     if cluster:
-        assert_ran_on_the_worker(cluster, text)
+        assert_ran_on_the_worker(cluster)
 
 
-def assert_ran_on_the_worker(cluster: sc.StandaloneCluster, driver_log: str) -> None:
+def assert_ran_on_the_worker(cluster: sc.StandaloneCluster) -> None:
     """The executors were the worker's, and their binance_cdc was the zip the job shipped."""
     apps = sorted(cluster.work_dir.glob("app-*"))
     assert apps, f"no application ran on the worker:\n{cluster.log('worker')[-3000:]}"
