@@ -16,9 +16,13 @@ Local stack (`make up`; settings from .env), master local[2]:
     .venv/bin/python spark_streaming.py --once           # everything available now, then exit
     PYSPARK_PYTHON=.venv/bin/python .venv/bin/spark-submit spark_streaming.py --log-level DEBUG
 
+spark-submit needs no --jars: the Kafka source's jars (.local/lib/spark, from `make setup`) reach the
+executors through spark.jars and the already running driver JVM through its class loader (see
+binance_cdc.stream.spark_session); a --jars that brings them anyway is harmless.
+
 Cluster, Confluent Cloud and a remote Cassandra (executors need `pip install cassandra-driver==3.30.1`
-and Python 3.11; the job ships its own binance_cdc package to them as a zip; the two connector jars
-come from .local/lib/spark through spark.jars):
+and Python 3.11; the job ships its own binance_cdc package to them as a zip, so they need no checkout;
+tests/integration/test_spark_submit.py runs it on a local standalone master and worker):
 
     KAFKA_BOOTSTRAP_SERVERS=pkc-xxxx.region.provider.confluent.cloud:9092 KAFKA_SECURITY_PROTOCOL=SASL_SSL \\
     KAFKA_SASL_USERNAME=<api key> KAFKA_SASL_PASSWORD=<api secret> \\

@@ -75,7 +75,14 @@ def package_zip(directory: Path, package: Path = PROJECT_ROOT / "binance_cdc") -
     target = directory / "binance_cdc.zip"
     with zipfile.ZipFile(target, "w") as zf:
         for source in sorted(package.rglob("*.py")):
-            zf.write(source, str(Path(package.name) / source.relative_to(package)))
+            arcname = Path(package.name) / source.relative_to(package)
+            # stream/ and extract/ have no __init__.py (namespace packages). zipimport finds a namespace
+            # package only through an explicit directory entry, which zf.write(file) does not make: without
+            # them executors failed with "No module named 'binance_cdc.stream'" when no checkout was there.
+            for parent in reversed(arcname.parents[:-1]):
+                if f"{parent}/" not in zf.NameToInfo:
+                    zf.writestr(zipfile.ZipInfo(f"{parent}/"), b"")
+            zf.write(source, str(arcname))
     return target
 
 
