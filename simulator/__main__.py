@@ -1,7 +1,8 @@
 """Run the Binance simulator until Ctrl-C, logging one line per request.
 
     python -m simulator --port 8765 [--latency-ms 50] [--symbols 100 | BTCUSDT,ETHUSDT] [--dead MATICUSDT]
-                        [--seed 1] [--weight-limit 6000] [--frozen]
+                        [--seed 1] [--weight-limit 6000] [--frozen] [--trades-per-minute N]
+                        [--market-data-only] [--memo]
 
 The virtual clock follows the wall clock (the market keeps trading) unless --frozen; either way
 POST /_sim/advance {"seconds": N} moves it forward. Needs nothing but the standard library.
@@ -13,8 +14,9 @@ import argparse
 import logging
 import threading
 
+from binance_cdc.datasets import DEFAULT_SYMBOLS
 from simulator.server import BinanceSimulator
-from simulator.symbols import DEFAULT_DEAD, DEFAULT_SYMBOLS, universe
+from simulator.symbols import DEFAULT_DEAD, universe
 
 
 def parse_symbols(raw: str | None) -> tuple[str, ...]:
@@ -35,6 +37,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--weight-limit", type=int, default=6000)
     parser.add_argument("--frozen", action="store_true", help="virtual clock moves only by /_sim/advance")
+    parser.add_argument("--trades-per-minute", type=int, help="every symbol's trade rate (BTCUSDT: ~3500 really)")
+    parser.add_argument("--market-data-only", action="store_true",
+                        help="behave like data-api.binance.vision: no historicalTrades")
+    parser.add_argument("--memo", action="store_true",
+                        help="serve each distinct request's first answer from memory (benchmarks)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     sim = BinanceSimulator(
@@ -46,6 +53,9 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         realtime=not args.frozen,
+        trades_per_minute=args.trades_per_minute,
+        market_data_only=args.market_data_only,
+        memo=args.memo,
     )
     sim.start()
     try:
