@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Mapping
 
 from binance_cdc.datasets import DEFAULT_SYMBOLS
 
@@ -113,8 +114,8 @@ def _sizes_for(price: int) -> tuple[int, int]:
     return 1, UNIT
 
 
-def make_spec(name: str, seed: int, dead: bool, trades_per_minute: int | None = None) -> SymbolSpec:
-    """The symbol's spec; `trades_per_minute` overrides its rate (a market as busy as the real one)."""
+def make_spec(name: str, seed: int, dead: bool, trades_per_minute: int | Mapping[str, int] | None = None) -> SymbolSpec:
+    """The symbol's spec; `trades_per_minute` (one rate for all, or by symbol) overrides its rate."""
     digest = hashlib.blake2b(f"{seed}:{name}".encode(), digest_size=8).digest()
     key = int.from_bytes(digest, "big")
     base, quote = split_pair(name)
@@ -129,6 +130,8 @@ def make_spec(name: str, seed: int, dead: bool, trades_per_minute: int | None = 
         rate = 2 + (key >> 16) % 6
     if (tick * step) % UNIT:
         raise ValueError(f"{name}: tick*step must be a multiple of 1e-8 so quoteQty is exact")
+    if isinstance(trades_per_minute, Mapping):
+        trades_per_minute = trades_per_minute.get(name)
     if trades_per_minute is not None:
         if trades_per_minute < 1:
             raise ValueError(f"trades_per_minute must be >= 1, got {trades_per_minute}")

@@ -163,10 +163,22 @@ class Fetched:
     error: BinanceError | None = None
     new_gaps: list[pg_load.TradeGap] = field(default_factory=list)
     fills: list[pg_load.GapFill] = field(default_factory=list)
+    transformed: list[transforms.Transformed] | None = None  # the pages' rows, once `prepare`d
+    transform_error: Exception | None = None
 
     def add(self, answer) -> None:
         self.pages.append((answer.payload, answer.server_time))
         self.weight += answer.weight
+
+    def prepare(self, dataset: Dataset) -> "Fetched":
+        """Transform the pages now, in the fetching thread, so that the CPU work overlaps other requests'
+        network waits; an unusable answer is kept as the error load_dataset reports."""
+        try:
+            self.transformed = [transforms.transform(dataset, payload, symbol=self.symbol, server_time=when)
+                                for payload, when in self.pages]
+        except (transforms.TransformError, KeyError, TypeError, ValueError) as exc:
+            self.transform_error = exc
+        return self
 
 
 def _get(client: BinanceClient, dataset: Dataset, item: Fetched, path: str, params: dict, weight: int) -> list:
@@ -183,7 +195,7 @@ def _fetch_one(client: BinanceClient, dataset: Dataset, symbol: str) -> Fetched:
         _get(client, dataset, item, dataset.endpoint, params, dataset.request_weight(params))
     except BinanceError as exc:
         item.error = exc
-    return item
+    return item.prepare(dataset)
 
 
 def fetch(client: BinanceClient, dataset: Dataset, symbols: Sequence[str], pool: ThreadPoolExecutor) -> list[Fetched]:
@@ -208,7 +220,7 @@ def fetch(client: BinanceClient, dataset: Dataset, symbols: Sequence[str], pool:
                 continue
             item = Fetched(None)
             item.add(answer)
-            out.append(item)
+            out.append(item.prepare(dataset))
         return out
     return list(pool.map(lambda s: _fetch_one(client, dataset, s), symbols))
 
@@ -235,7 +247,7 @@ def fetch_from_time(client: BinanceClient, dataset: Dataset, symbol: str, last: 
             start = page[-1][at]  # the next page starts with this page's last row (deduplicated on load)
     except BinanceError as exc:
         item.error = exc
-    return item
+    return item.prepare(dataset)
 
 
 # ---- sequence cursor (trades): every id, gaps named and filled ------------------------------------------
@@ -303,6 +315,7 @@ class TradeWalk:
         finally:
             if self.done:
                 self._record_partial_fills()
+                self.item.prepare(self.dataset)
 
     def _page(self, served: dict) -> None:
         task = self.tasks[0]
@@ -430,13 +443,13 @@ def load_dataset(conn, dataset: Dataset, fetched: Sequence[Fetched], report: Dat
             else:
                 report.errors.append(str(item.error))
                 log.error("%s: %s", dataset.name, item.error)
-        try:
-            outs = [transforms.transform(dataset, payload, symbol=item.symbol, server_time=when)
-                    for payload, when in item.pages]
-        except (transforms.TransformError, KeyError, TypeError) as exc:
-            report.errors.append(f"{dataset.name} {item.symbol or ''}: {exc}")
-            log.error("%s %s: unusable answer: %s", dataset.name, item.symbol or "", exc)
+        if item.transformed is None and item.transform_error is None:
+            item.prepare(dataset)
+        if item.transform_error is not None:
+            report.errors.append(f"{dataset.name} {item.symbol or ''}: {item.transform_error}")
+            log.error("%s %s: unusable answer: %s", dataset.name, item.symbol or "", item.transform_error)
             continue
+        outs = item.transformed
         for out in outs:
             for symbol, why in out.dropped.items():
                 report.skipped[symbol] = why

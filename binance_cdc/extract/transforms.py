@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable, Mapping, Sequence
 
@@ -51,7 +51,10 @@ def ms_to_utc(ms: Any) -> datetime:
     """Binance times are integer epoch milliseconds."""
     if isinstance(ms, bool) or not isinstance(ms, int):
         raise TypeError(f"expected integer epoch milliseconds, got {ms!r}")
-    return values.epoch_to_datetime(ms, 1000)
+    try:
+        return values.EPOCH + timedelta(milliseconds=ms)  # whole milliseconds: exact in microseconds
+    except OverflowError:
+        raise ValueError(f"{ms} ms since the epoch is outside the datetime range") from None
 
 
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
@@ -81,6 +84,37 @@ def build_row(
     return tuple(values)
 
 
+def build_rows(
+    dataset: Dataset,
+    items: Sequence[Any],
+    derived: Mapping[str, Any],
+    outer: Mapping[str, Any] | None = None,
+) -> list[tuple]:
+    """`build_row` for every item of one answer: which value comes from where is worked out once per
+    answer (a key of `outer`, like depth's lastUpdateId, is converted once); an item that fails is built
+    again by `build_row`, whose error names the field."""
+    if not items:
+        return []
+    plan: list[tuple[bool, Any]] = []  # (constant?, value or (key, converter))
+    for column in dataset.columns:
+        key = column.api_field
+        if column.name in derived:
+            plan.append((True, derived[column.name]))
+        elif isinstance(key, str) and outer is not None and not isinstance(items[0], Mapping):
+            plan.append((True, _field(dataset, column, items[0], outer, derived.get("symbol"))))
+        elif key is None:
+            return [build_row(dataset, item, derived, outer) for item in items]  # raises, naming the column
+        else:
+            plan.append((False, (key, CONVERTERS[column.kind])))
+    rows = []
+    for item in items:
+        try:
+            rows.append(tuple([v if const else v[1](item[v[0]]) for const, v in plan]))
+        except Exception:  # noqa: BLE001 - any failure is reported precisely by the slow path
+            rows.append(build_row(dataset, item, derived, outer))
+    return rows
+
+
 def _field(dataset: Dataset, column: Column, obj: Any, outer: Any, symbol: Any) -> Any:
     key = column.api_field
     if key is None:
@@ -105,11 +139,14 @@ def _expect_list(dataset: Dataset, payload: Any, symbol: str | None) -> list:
 
 
 def objects(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
-    rows = [build_row(dataset, t, {"symbol": symbol}) for t in _expect_list(dataset, payload, symbol)]
+    rows = build_rows(dataset, _expect_list(dataset, payload, symbol), {"symbol": symbol})
     if dataset.sequence_column is None:
         return Transformed(rows)
-    # A sequence is loaded by its id: one row per id, ascending (pages may overlap by one).
+    # A sequence is loaded by its id: one row per id, ascending. Binance sends them so; check, then sort
+    # only an answer that is not.
     at = dataset.column_names.index(dataset.sequence_column)
+    if all(a[at] < b[at] for a, b in zip(rows, rows[1:])):
+        return Transformed(rows)
     by_id = {row[at]: row for row in rows}
     return Transformed(sorted(by_id.values(), key=lambda r: r[at]))
 
@@ -119,10 +156,13 @@ def book(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: dat
         raise TransformError(f"{dataset.name} {symbol}: expected a JSON object with bids/asks")
     rows = []
     observed = {c.name: server_time for c in observation_columns(dataset)}
+    at_level = dataset.column_names.index("level")
     for side, key in (("bid", "bids"), ("ask", "asks")):
-        for level, entry in enumerate(payload.get(key) or (), start=1):
-            derived = {"symbol": symbol, "side": side, "level": level, **observed}
-            rows.append(build_row(dataset, entry, derived, outer=payload))
+        entries = payload.get(key) or []
+        derived = {"symbol": symbol, "side": side, "level": 0, **observed}
+        side_rows = build_rows(dataset, entries, derived, outer=payload)
+        # level: 1 = best price on that side, in the order Binance lists them
+        rows.extend(row[:at_level] + (level,) + row[at_level + 1:] for level, row in enumerate(side_rows, start=1))
     return Transformed(rows)
 
 
