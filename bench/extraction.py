@@ -284,13 +284,13 @@ def cycle_weight_bench(settings: Any) -> list[dict]:
             trades = fetch_sequence(client, ds.RECENT_TRADES, keep, pool, last_ids, {}, client.budget.limit // 2,
                                     int(ds.RECENT_TRADES.params["limit"]))
             elapsed = time.perf_counter() - t0
-            weight["recent_trades"] = sum(t.weight for t in trades)
+            weight[ds.RECENT_TRADES.name] = sum(t.weight for t in trades)
             fetched = sum(len(p) for t in trades for p, _ in t.pages)
             gaps = sum(len(t.new_gaps) for t in trades)
             klines = list(pool.map(lambda s: fetch_from_time(
                 client, ds.KLINES, s, datetime.fromtimestamp(opens[s] / 1000, tz=timezone.utc)), keep))
-            weight["klines"] = sum(k.weight for k in klines)
-            weight["order_book"] = sum(f.weight for f in fetch(client, ds.ORDER_BOOK, keep, pool))
+            weight[ds.KLINES.name] = sum(k.weight for k in klines)
+            weight[ds.ORDER_BOOK.name] = sum(f.weight for f in fetch(client, ds.ORDER_BOOK, keep, pool))
             for dataset in (ds.DAILY_TICKER, ds.LATEST_PRICES):
                 weight[dataset.name] = dataset.request_weight({**dataset.params, "symbols": symbols_param(keep)})
         client.close()

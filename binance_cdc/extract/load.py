@@ -222,25 +222,23 @@ def _load_sequence(conn, dataset: Dataset, rows: Sequence[tuple], target: sql.Co
     at_symbol = dataset.column_names.index("symbol")
     at_id = dataset.column_names.index(dataset.sequence_column)
     stored = last_values(conn, dataset, sorted({r[at_symbol] for r in rows}), target)
-    fresh: dict[tuple, tuple] = {}
+    fresh: list[tuple] = []
     rest: list[tuple] = []
     for row in rows:
         last = stored.get(row[at_symbol])
-        if last is None or row[at_id] > last:
-            fresh[(row[at_symbol], row[at_id])] = row  # one row per key: a page overlap must not collide
-        else:
-            rest.append(row)
+        (fresh if last is None or row[at_id] > last else rest).append(row)
     inserted = 0
     if fresh:
         with conn.cursor() as cur:
             cur.execute("SAVEPOINT sequence_copy")
             try:
-                inserted = _copy_into(cur, conn, dataset, target, list(fresh.values()))
+                inserted = _copy_into(cur, conn, dataset, target, fresh)
             except errors.UniqueViolation:
+                # A row twice in `rows`, or one stored by a writer without the run lock: ON CONFLICT sorts it out.
                 cur.execute("ROLLBACK TO SAVEPOINT sequence_copy")
-                log.warning("%s: a row above the stored maximum already exists; loading through staging",
-                            dataset.name)
-                rest.extend(fresh.values())
+                log.warning("%s: %d new rows met an existing key; loading them through staging",
+                            dataset.name, len(fresh))
+                rest.extend(fresh)
             cur.execute("RELEASE SAVEPOINT sequence_copy")
     if rest:
         inserted += _load_staged(conn, dataset, rest, target).inserted

@@ -528,3 +528,32 @@ def test_zero_ticker_of_a_symbol_exchangeinfo_calls_trading_is_not_loaded(cfg, d
     assert (report.fetched, report.inserted, report.errors) == (1, 1, [])
     assert list(report.skipped) == [dead] and "firstId -1" in report.skipped[dead]
     assert count(conn, "daily_ticker", [live]) == 1 and count(conn, "daily_ticker", [dead]) == 0
+
+
+def test_sequence_load_copies_new_ids_straight_and_still_ignores_known_and_repeated_ones(settings):
+    """Ids above the stored maximum skip ON CONFLICT; a repeated id falls back to it, with the same result."""
+    from psycopg2 import sql
+
+    conn = app_connection(settings, "test_sequence_load")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE seq_trades (LIKE binance.recent_trades INCLUDING ALL)")
+        target = sql.Identifier("seq_trades")
+        when = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+        def rows(ids, symbol="SEQAUSDT"):
+            return [(symbol, i, Decimal("1.00000000"), Decimal("2.00000000"), Decimal("2.00000000"), when, True, True)
+                    for i in ids]
+
+        assert pg_load.load(conn, ds.RECENT_TRADES, rows([1, 2, 3, 4, 5]), target).inserted == 5
+        # 3..5 are stored (ON CONFLICT), 6..8 are new (straight COPY), another symbol starts fresh
+        assert pg_load.load(conn, ds.RECENT_TRADES, rows([3, 4, 5, 6, 7, 8]) + rows([1], "SEQBUSDT"),
+                            target).inserted == 4
+        # 9 twice: the straight COPY meets its own duplicate and the rows take the ON CONFLICT way
+        assert pg_load.load(conn, ds.RECENT_TRADES, rows([9, 9, 10]), target).inserted == 2
+        conn.commit()
+        with conn.cursor() as cur:
+            cur.execute("SELECT symbol, trade_id FROM seq_trades ORDER BY symbol, trade_id")
+            assert cur.fetchall() == [("SEQAUSDT", i) for i in range(1, 11)] + [("SEQBUSDT", 1)]
+    finally:
+        conn.close()
