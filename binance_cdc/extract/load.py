@@ -7,9 +7,15 @@ target, then one `INSERT ... SELECT ... ON CONFLICT (primary key)`:
   so an unchanged open kline or price writes nothing and emits no CDC event. `<compared>` is every non-key
   column except the observation times we derive from the answer's Date header (`observed_at`,
   `captured_at`): they change every cycle and alone are no change of the data.
-Inserted and updated rows are counted with `RETURNING (xmax = 0)` ("ignore": the row count). Column lists, keys and types come from
-binance_cdc.datasets; every identifier goes through psycopg2.sql and no data is ever formatted into SQL.
+Inserted and updated rows are counted with `RETURNING (xmax = 0)` ("ignore": the row count).
+A dataset whose rows are an immutable per-symbol id sequence (trades) COPYs the ids above the stored
+maximum straight into the table (they cannot conflict; a savepoint falls back to the way above if one does),
+which brings the load close to a raw COPY. COPY text is written per column kind (COPY_FORMATS; decimals in
+fixed point, times tz-aware). Column lists, keys and types come from binance_cdc.datasets; every identifier
+goes through psycopg2.sql and no data is ever formatted into SQL.
 
+Cursor state is the data itself: the highest stored value per symbol (`last_values`) and the open rows of
+binance.trade_gaps, which are written and advanced in the same transaction as the trades they describe.
 The caller owns the transaction (one per dataset) and the connection (binance_cdc.postgres_conn).
 """
 

@@ -557,3 +557,21 @@ def test_sequence_load_copies_new_ids_straight_and_still_ignores_known_and_repea
             assert cur.fetchall() == [("SEQAUSDT", i) for i in range(1, 11)] + [("SEQBUSDT", 1)]
     finally:
         conn.close()
+
+
+def test_run_takes_any_dataset_it_is_given_and_reports_one_it_cannot_load(cfg, db, make_sim):
+    """A dataset the cycle has never heard of gets its place by load_priority; its missing table is an
+    error of that dataset in the report, not an exception, and the others are loaded."""
+    from dataclasses import replace
+
+    conn, _ = db
+    sim, live, _ = make_sim(1, warm=False)
+    newcomer = replace(ds.LATEST_PRICES, name="newcomer_prices", load_priority=5)
+
+    report = run(cfg, live, [ds.KLINES, newcomer], base_url=sim.url)
+
+    assert report.exit_code == EXIT_FAILED and "newcomer_prices" in report.message
+    assert [d.name for d in report.datasets] == ["newcomer_prices", "klines"]
+    assert "load failed" in report.dataset("newcomer_prices").errors[0]
+    assert report.dataset("newcomer_prices").fetched == 1
+    assert count(conn, "klines", live) == 10
