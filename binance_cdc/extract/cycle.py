@@ -309,9 +309,9 @@ class TradeWalk:
             else:
                 self._page(served)
         except BinanceError as exc:
+            # A StopRun (418/451) too: the client refuses every later request, so all walks end here and
+            # what they fetched is still loaded.
             self.item.error, self.done = exc, True
-            if isinstance(exc, StopRun):
-                raise
         finally:
             if self.done:
                 self._record_partial_fills()

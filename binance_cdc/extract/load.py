@@ -259,13 +259,17 @@ def last_values(conn, dataset: Dataset, symbols: Sequence[str], target: sql.Comp
     if column is None:
         raise ValueError(f"{dataset.name} has no cursor")
     target = target if target is not None else target_table(dataset)
+    # Columns filled from the request's parameters (klines' interval) narrow the cursor to what this
+    # dataset asks for.
+    fixed = [(c.name, dataset.params[c.name]) for c in dataset.columns if c.name in dataset.params]
+    where = sql.SQL("").join(sql.SQL(" AND r.{} = %s").format(sql.Identifier(name)) for name, _ in fixed)
     with conn.cursor() as cur:
         cur.execute(
             sql.SQL(
-                "SELECT s.symbol, (SELECT max(r.{col}) FROM {table} r WHERE r.symbol = s.symbol)"
+                "SELECT s.symbol, (SELECT max(r.{col}) FROM {table} r WHERE r.symbol = s.symbol{where})"
                 " FROM unnest(%s::text[]) AS s(symbol)"
-            ).format(col=sql.Identifier(column), table=target),
-            (list(symbols),),
+            ).format(col=sql.Identifier(column), table=target, where=where),
+            [*[value for _, value in fixed], list(symbols)],
         )
         return {symbol: last for symbol, last in cur.fetchall() if last is not None}
 
