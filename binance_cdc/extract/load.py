@@ -230,7 +230,9 @@ def _load_sequence(conn, dataset: Dataset, rows: Sequence[tuple], target: sql.Co
     stored = last_values(conn, dataset, sorted({r[at_symbol] for r in rows}), target)
     fresh: list[tuple] = []
     rest: list[tuple] = []
-    for row in rows:
+    if not stored:  # none of these symbols has a row yet: every row is new
+        fresh = list(rows)
+    for row in rows if stored else ():
         last = stored.get(row[at_symbol])
         (fresh if last is None or row[at_id] > last else rest).append(row)
     inserted = 0
