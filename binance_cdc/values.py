@@ -34,7 +34,7 @@ def exact_decimal(raw: Any) -> Decimal:
     if isinstance(raw, str):
         if not DECIMAL_TEXT.match(raw):
             raise ValueError(f"not a decimal number: {raw!r}")
-        value = Decimal(raw)
+        return Decimal(raw)  # digits, one point, an exponent: always finite
     elif isinstance(raw, (Decimal, int)) and not isinstance(raw, bool):
         value = Decimal(raw)
     else:

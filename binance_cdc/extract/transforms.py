@@ -23,6 +23,7 @@ from binance_cdc import values
 from binance_cdc.datasets import Column, Dataset
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9_.-]{1,20}$")  # Binance's '^[A-Z0-9-_.]{1,20}$'
+_DECIMAL_MATCH = values.DECIMAL_TEXT.match
 
 
 class TransformError(ValueError):
@@ -42,6 +43,8 @@ def invalid_symbols(symbols: Sequence[str]) -> list[str]:
 def to_decimal(value: Any) -> Decimal:
     """Binance decimals arrive as strings (answers are parsed with parse_float=Decimal): a float here means
     a value went through binary floating point somewhere, and is refused rather than rounded."""
+    if type(value) is str and _DECIMAL_MATCH(value):  # the usual case, without the general checks
+        return Decimal(value)
     if isinstance(value, float):
         raise TypeError(f"refusing float {value!r}: decimals must arrive as strings")
     return values.exact_decimal(value)
