@@ -225,3 +225,72 @@ def test_retried_requests_are_charged_weight_times_one_plus_retries():
 def test_other_http_errors_name_the_request(client):
     with pytest.raises(BinanceError, match=r"klines BTCUSDT: HTTP 400 .*-1120"):
         client.decode(response(400, b'{"code":-1120,"msg":"Invalid interval."}'), "klines BTCUSDT")
+
+
+# ---- the trade cursor's walk, against the in-process simulator (no database) ------------------------------
+
+
+def walk(sim, last: dict, weight: int, gaps: dict | None = None):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from binance_cdc.extract.cycle import fetch_sequence
+
+    client = BinanceClient(sim.url, max_retries=1)
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return fetch_sequence(client, ds.RECENT_TRADES, list(last), pool, last, gaps or {}, weight, 500)
+    finally:
+        client.close()
+
+
+def page_ids(item) -> list[int]:
+    return [t["id"] for payload, _ in item.pages for t in payload]
+
+
+def test_the_walk_shares_the_weight_fairly_and_names_what_it_could_not_fetch():
+    from simulator import BinanceSimulator
+
+    with BinanceSimulator(symbols=("BTCUSDT", "ETHUSDT"), dead_symbols=(), start_ms=1_700_000_000_000,
+                          trades_per_minute=1000, warm=False) as sim:
+        last = {s: sim.market.recent_trades(sim.market.specs[s], sim.now_ms(), 1)[0].id for s in ("BTCUSDT", "ETHUSDT")}
+        sim.advance(600)  # ~10,000 trades each: ten pages each to reach the present
+        # 100 weight: two closing latest-trades requests are kept aside, one page of 1000 each is left
+        items = walk(sim, last, weight=100)
+        for item in items:
+            asked = [(p, q.get("fromId")) for p, q in sim.requests if q.get("symbol") == item.symbol]
+            assert asked == [("/api/v3/historicalTrades", str(last[item.symbol] + 1)), ("/api/v3/trades", None)]
+            [gap] = item.new_gaps
+            newest = sim.market.recent_trades(sim.market.specs[item.symbol], sim.now_ms(), 1)[0].id
+            assert (gap.after_trade_id, gap.before_trade_id, gap.reason) == (last[item.symbol] + 1000,
+                                                                               newest - 999, "budget")
+            ids = page_ids(item)
+            assert ids[:1000] == list(range(last[item.symbol] + 1, last[item.symbol] + 1001))
+            assert item.weight == 50 and item.error is None and item.transformed is not None
+
+
+def test_the_walk_fills_an_open_gap_first_and_reports_how_far_it_got():
+    from binance_cdc.extract import load as pg_load
+    from simulator import BinanceSimulator
+
+    with BinanceSimulator(symbols=("BTCUSDT",), dead_symbols=(), start_ms=1_700_000_000_000,
+                          trades_per_minute=1000, warm=False) as sim:
+        newest = sim.market.recent_trades(sim.market.specs["BTCUSDT"], sim.now_ms(), 1)[0].id
+        gap = pg_load.TradeGap("BTCUSDT", newest - 5000, newest - 2000, 2999, "budget", filled_count=999)
+        [item] = walk(sim, {"BTCUSDT": newest}, weight=10_000, gaps={"BTCUSDT": [gap]})
+        assert item.fills == [pg_load.GapFill("BTCUSDT", newest - 5000, 2000, True)]  # the rest of it, closed
+        assert page_ids(item)[:2000] == list(range(newest - 4000, newest - 2000))
+        assert item.new_gaps == [] and page_ids(item)[-1] <= newest  # then the head: nothing new
+
+
+def test_the_walk_names_ids_binance_no_longer_serves():
+    from simulator import BinanceSimulator
+
+    with BinanceSimulator(symbols=("BTCUSDT",), dead_symbols=(), start_ms=1_700_000_000_000, history_hours=1,
+                          trades_per_minute=100, warm=False) as sim:
+        oldest = sim.market.trades_from(sim.market.specs["BTCUSDT"], 0, sim.now_ms(), 1)[0].id
+        [item] = walk(sim, {"BTCUSDT": oldest - 101}, weight=10_000)
+        [gap] = item.new_gaps
+        assert (gap.after_trade_id, gap.before_trade_id, gap.missed_count, gap.reason) == (
+            oldest - 101, oldest, 100, "history_limit")
+        ids = page_ids(item)
+        assert ids == list(range(oldest, oldest + len(ids))) and len(ids) > 5000
