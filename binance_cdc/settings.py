@@ -20,6 +20,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from binance_cdc.datasets import DEFAULT_SYMBOLS
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -239,7 +241,7 @@ VARIABLES: tuple[Var, ...] = (
     Var("BINANCE_BASE_URL", "binance", "base_url", _url, "https://api.binance.com",
         doc="API base URL; https://data-api.binance.vision serves market data where api.binance.com answers 451"),
     Var("BINANCE_SYMBOLS", "binance", "symbols", _csv,
-        "BTCUSDT,ETHUSDT,BNBUSDT,XRPUSDT,SOLUSDT,ADAUSDT,DOGEUSDT,MATICUSDT,DOTUSDT,AVAXUSDT",
+        ",".join(DEFAULT_SYMBOLS),
         doc="comma-separated symbols"),
     Var("BINANCE_WEIGHT_SHARE", "binance", "weight_share", _share, "0.5",
         doc="share of the 6000/min request-weight budget one run may use"),

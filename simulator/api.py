@@ -4,8 +4,11 @@
 raises `ApiError(status, code, msg)`. Validation follows binance_api.md §5-§6: `symbol` must match
 `^[A-Z0-9-_.]{1,20}$` (else -1100), `symbols` must be a compact JSON array of such names (else -1100),
 duplicates -1151, unknown -1121, missing mandatory -1102, empty -1105, bad interval -1120.
+historicalTrades: `fromId` must match `^[0-9]{1,20}$` (else -1100), answers at most `limit` (default 500,
+max 1000) trades from that id on, oldest first; without `fromId` the most recent ones (as documented).
 Choices where the docs are silent (documented here, not guessed silently): `limit` above the maximum
-is clamped (as depth documents), `limit=0` is -1130, a dead symbol's trades and book are empty.
+is clamped (as depth documents), `limit=0` is -1130, a dead symbol's trades and book are empty, a
+`fromId` older than the symbol's history starts at its first trade, one past the newest trade gives [].
 """
 
 from __future__ import annotations
@@ -232,18 +235,30 @@ def trades(market: Market, params: dict[str, str], now: int, mult: int) -> list[
     limit = limit_param(params, 500, 1000)
     if spec.dead:
         return []
-    return [
-        {
-            "id": t.id,
-            "price": fmt8(t.price),
-            "qty": fmt8(t.qty),
-            "quoteQty": fmt8(t.quote),
-            "time": t.time * mult,
-            "isBuyerMaker": t.buyer_maker,
-            "isBestMatch": True,
-        }
-        for t in market.recent_trades(spec, now, limit)
-    ]
+    return [_trade(t, mult) for t in market.recent_trades(spec, now, limit)]
+
+
+def historical_trades(market: Market, params: dict[str, str], now: int, mult: int) -> list[dict]:
+    """Old trade lookup: `fromId` (default: the most recent trades), limit default 500, max 1000, ascending."""
+    spec = one_symbol(market, params)
+    limit = limit_param(params, 500, 1000)
+    from_id = number(params, "fromId")
+    if spec.dead:
+        return []
+    found = market.recent_trades(spec, now, limit) if from_id is None else market.trades_from(spec, from_id, now, limit)
+    return [_trade(t, mult) for t in found]
+
+
+def _trade(t, mult: int) -> dict:
+    return {
+        "id": t.id,
+        "price": fmt8(t.price),
+        "qty": fmt8(t.qty),
+        "quoteQty": fmt8(t.quote),
+        "time": t.time * mult,
+        "isBuyerMaker": t.buyer_maker,
+        "isBestMatch": True,
+    }
 
 
 def depth(market: Market, params: dict[str, str], now: int) -> dict:
@@ -326,6 +341,7 @@ PATHS = (
     "/api/v3/time",
     "/api/v3/exchangeInfo",
     "/api/v3/trades",
+    "/api/v3/historicalTrades",
     "/api/v3/depth",
     "/api/v3/klines",
     "/api/v3/ticker/24hr",
@@ -344,6 +360,8 @@ def answer(market: Market, path: str, params: dict[str, str], now: int, mult: in
         return info
     if path == "/api/v3/trades":
         return trades(market, params, now, mult)
+    if path == "/api/v3/historicalTrades":
+        return historical_trades(market, params, now, mult)
     if path == "/api/v3/depth":
         return depth(market, params, now)
     if path == "/api/v3/klines":

@@ -354,6 +354,29 @@ class Market:
             m -= 1
         return out[-limit:] if limit else []
 
+    def minute_of_id(self, spec: SymbolSpec, trade_id: int) -> int:
+        """The minute whose trades include `trade_id` (ids are contiguous, so every id has one)."""
+        id_base = 10**8 + spec.key % (9 * 10**8)
+        m = _M0 + (trade_id - id_base) // spec.rate
+        # first_id(m) lies in [base + rate*(m-M0), base + rate*(m-M0) + rate): at most a step or two off
+        while self.first_id(spec, m) > trade_id:
+            m -= 1
+        while self.first_id(spec, m + 1) <= trade_id:
+            m += 1
+        return m
+
+    def trades_from(self, spec: SymbolSpec, from_id: int, now: int, limit: int) -> list[Trade]:
+        """Up to `limit` trades with id >= from_id that happened by `now`, oldest first (historicalTrades).
+        An id older than the symbol's history starts at its first trade; one in the future gives []."""
+        first, end = self.span(spec)
+        top = now if end is None else min(now, end - 1)
+        m = max(self.minute_of_id(spec, from_id), first // MINUTE)
+        out: list[Trade] = []
+        while len(out) < limit and m <= top // MINUTE:
+            out.extend(t for t in self.minute_trades(spec, m) if t.id >= from_id and t.time <= top)
+            m += 1
+        return out[:limit]
+
     def last_trade(self, spec: SymbolSpec, now: int) -> Trade | None:
         trades = self.recent_trades(spec, now, 1)
         return trades[-1] if trades else None

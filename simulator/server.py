@@ -8,6 +8,16 @@ Out-of-process control: POST /_sim/inject {fault, path, count, symbol, delay_s},
 
 The virtual clock is frozen unless `advance()` moves it (deterministic tests); `realtime=True` lets it
 also follow the wall clock (the CLI's default), so a client that sleeps `Retry-After` sees a new window.
+
+Options beyond Binance's own behaviour:
+- `trades_per_minute=N`: every symbol trades about N times a minute (BTCUSDT really trades ~3500), so a
+  cron interval holds thousands of trades and the extractor's historicalTrades cursor has work to do;
+- `market_data_only=True`: behave like data-api.binance.vision, which serves only the market-data paths
+  of binance_cdc.datasets.MARKET_DATA_ONLY_PATHS: historicalTrades answers 404 (-1000 unknown endpoint);
+- `memo=True`: answer every distinct request (path, query, time unit) with the body generated the first
+  time, from memory; weight, rate limits, latency and faults apply as usual. The market then stands still
+  for repeated requests: a benchmark measures the client, not the simulator's market generation;
+- GET /_sim/stats reports `cpuSeconds`, the simulator process's CPU time, so a benchmark can show it.
 """
 
 from __future__ import annotations
@@ -21,10 +31,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable
 from urllib.parse import parse_qs, urlsplit
 
+from binance_cdc.datasets import DEFAULT_SYMBOLS, MARKET_DATA_ONLY_PATHS
 from simulator import api
 from simulator.faults import ERROR_FAULTS, FaultQueue
 from simulator.market import Market
-from simulator.symbols import DEFAULT_DEAD, DEFAULT_SYMBOLS, make_spec
+from simulator.symbols import DEFAULT_DEAD, make_spec
 from simulator.weights import MINUTE_MS, RateLimiter, request_weight
 
 log = logging.getLogger("simulator")
@@ -55,6 +66,9 @@ class BinanceSimulator:
         ban_after: int = 3,
         ban_seconds: int = 120,
         warm: bool = True,
+        trades_per_minute: int | dict[str, int] | None = None,
+        market_data_only: bool = False,
+        memo: bool = False,
     ) -> None:
         dead = tuple(dead_symbols)
         names = list(dict.fromkeys(list(symbols) + list(dead)))
@@ -62,7 +76,7 @@ class BinanceSimulator:
         if bad:
             raise ValueError(f"symbol names must match {api.SYMBOL_RANGE}: {bad}")
         self._start_ms = int(time.time() * 1000) if start_ms is None else int(start_ms)
-        specs = {n: make_spec(n, seed, n in dead) for n in names}
+        specs = {n: make_spec(n, seed, n in dead, trades_per_minute) for n in names}
         history_ms = int(history_hours * 3_600_000)
         self.market = Market(specs, self._start_ms - history_ms, history_ms)
         self.latency_ms = latency_ms
@@ -80,6 +94,9 @@ class BinanceSimulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._warm = warm
+        self.market_data_only = market_data_only
+        self.memo = memo
+        self._memo: dict[tuple[str, str, int], bytes] = {}
 
     # ---- clock ---------------------------------------------------------------------------------------
     def now_ms(self) -> int:
@@ -122,6 +139,8 @@ class BinanceSimulator:
             "serverTime": now,
             "bannedUntil": self.limiter.banned_until_ms,
             "faultsPending": self.faults.pending(),
+            "cpuSeconds": round(time.process_time(), 3),
+            "memoAnswers": len(self._memo),
         }
 
     # ---- lifecycle -----------------------------------------------------------------------------------
@@ -197,7 +216,9 @@ class BinanceSimulator:
                 self._stopping.wait(fault.delay_s if fault.delay_s is not None else self.timeout_s)
             truncate = fault.fault == "truncated"
 
-        verdict = self.limiter.charge(now, request_weight(path, params))
+        # data-api.binance.vision answers a path it does not serve as an unknown one (404, lowest weight)
+        not_served = self.market_data_only and path not in MARKET_DATA_ONLY_PATHS
+        verdict = self.limiter.charge(now, 1 if not_served else request_weight(path, params))
         if verdict.status == 429:
             return self._error(429, -1003, self._too_much_msg(), now, verdict.retry_after_s)
         if verdict.status == 418:
@@ -210,10 +231,17 @@ class BinanceSimulator:
                 raise api.ApiError(
                     400, -1194, "Invalid value for time unit; expected either MICROSECOND or MILLISECOND."
                 )
-            payload = api.answer(self.market, path, params, now, TIME_UNITS.get(unit, 1), self.weight_limit)
+            if not_served:
+                raise api.ApiError(404, -1000, f"Unknown endpoint {path}.")
+            mult = TIME_UNITS.get(unit, 1)
+            key = (path, query, mult)
+            body = self._memo.get(key) if self.memo else None
+            if body is None:
+                body = _dumps(api.answer(self.market, path, params, now, mult, self.weight_limit))
+                if self.memo:
+                    self._memo[key] = body
         except api.ApiError as exc:
             return exc.status, self._weight_headers(now), _dumps(exc.body())
-        body = _dumps(payload)
         if truncate:
             body = body[: max(1, len(body) // 2)]
         return 200, self._weight_headers(now), body
@@ -256,6 +284,9 @@ def _request_symbols(params: dict[str, str]) -> list[str]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes; with Nagle on, a keep-alive client's delayed ACK held the body
+    # back about 40 ms per request, a cost of the simulator that real Binance does not have.
+    disable_nagle_algorithm = True
     server: _Server
 
     def date_time_string(self, timestamp: float | None = None) -> str:

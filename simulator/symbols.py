@@ -9,11 +9,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Mapping
+
+from binance_cdc.datasets import DEFAULT_SYMBOLS
 
 UNIT = 10**8  # one whole coin / quote unit in 1e-8 units
 MASK64 = (1 << 64) - 1
 
-# base price, tick size, lot step, mean trades per minute (real tick/lot sizes of these pairs)
+# base price, tick size, lot step, mean trades per minute (real tick/lot sizes of these pairs) of the
+# extractor's default symbols (binance_cdc.datasets.DEFAULT_SYMBOLS, one list for both).
 KNOWN: dict[str, tuple[str, str, str, int]] = {
     "BTCUSDT": ("95000.00", "0.01", "0.00001", 12),
     "ETHUSDT": ("3300.00", "0.01", "0.0001", 10),
@@ -26,8 +30,7 @@ KNOWN: dict[str, tuple[str, str, str, int]] = {
     "DOTUSDT": ("7.000", "0.001", "0.01", 4),
     "AVAXUSDT": ("35.00", "0.01", "0.01", 4),
 }
-# The original project's ten pairs; MATICUSDT is dead since the POL migration.
-DEFAULT_SYMBOLS = tuple(KNOWN)
+# MATICUSDT is dead since the POL migration.
 DEFAULT_DEAD = ("MATICUSDT",)
 # Binance halted MATIC trading for the POL migration at 2024-09-10 04:00 UTC.
 DEAD_SINCE_MS = 1_725_940_800_000
@@ -111,7 +114,8 @@ def _sizes_for(price: int) -> tuple[int, int]:
     return 1, UNIT
 
 
-def make_spec(name: str, seed: int, dead: bool) -> SymbolSpec:
+def make_spec(name: str, seed: int, dead: bool, trades_per_minute: int | Mapping[str, int] | None = None) -> SymbolSpec:
+    """The symbol's spec; `trades_per_minute` (one rate for all, or by symbol) overrides its rate."""
     digest = hashlib.blake2b(f"{seed}:{name}".encode(), digest_size=8).digest()
     key = int.from_bytes(digest, "big")
     base, quote = split_pair(name)
@@ -126,4 +130,10 @@ def make_spec(name: str, seed: int, dead: bool) -> SymbolSpec:
         rate = 2 + (key >> 16) % 6
     if (tick * step) % UNIT:
         raise ValueError(f"{name}: tick*step must be a multiple of 1e-8 so quoteQty is exact")
+    if isinstance(trades_per_minute, Mapping):
+        trades_per_minute = trades_per_minute.get(name)
+    if trades_per_minute is not None:
+        if trades_per_minute < 1:
+            raise ValueError(f"trades_per_minute must be >= 1, got {trades_per_minute}")
+        rate = trades_per_minute
     return SymbolSpec(name, base, quote, price, tick, step, rate, key, dead)

@@ -1,4 +1,7 @@
-"""Request weights (binance_api.md §3.2) and the IP rate limiter on the virtual clock.
+"""Request weights and the IP rate limiter on the virtual clock.
+
+Weights are not restated here: `request_weight` charges what binance_cdc.datasets declares for each
+endpoint (`ENDPOINT_WEIGHTS`, binance_api.md §3.2), the same description the extractor budgets with.
 
 Windows are fixed and clock-aligned (one per virtual minute). A request that takes the minute's weight
 over the limit is answered 429 with `Retry-After` = seconds to the next window; after `ban_after`
@@ -9,52 +12,21 @@ so the weight header can exceed the limit. Pure apart from the limiter's own sta
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from dataclasses import dataclass
 
+from binance_cdc.datasets import ENDPOINT_WEIGHTS, Weight
+
 MINUTE_MS = 60_000
 MAX_BAN_S = 3 * 86_400
 
-_FIXED = {
-    "/api/v3/ping": 1,
-    "/api/v3/time": 1,
-    "/api/v3/exchangeInfo": 20,
-    "/api/v3/trades": 25,
-    "/api/v3/klines": 2,
-}
-
-
-def _symbol_count(raw: str) -> int | None:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return len(value) if isinstance(value, list) else None
+_UNKNOWN_PATH = Weight(1)
 
 
 def request_weight(path: str, params: dict[str, str]) -> int:
     """Documented weight of a request; malformed parameters are charged the endpoint's lowest tier."""
-    if path in _FIXED:
-        return _FIXED[path]
-    if path == "/api/v3/depth":
-        raw = params.get("limit", "100")
-        limit = int(raw) if raw.isdigit() else 100
-        for upper, weight in ((100, 5), (500, 25), (1000, 50)):
-            if limit <= upper:
-                return weight
-        return 250
-    if path == "/api/v3/ticker/24hr":
-        if "symbol" in params:
-            return 2
-        if "symbols" not in params:
-            return 80
-        count = _symbol_count(params["symbols"]) or 1
-        return 2 if count <= 20 else 40 if count <= 100 else 80
-    if path == "/api/v3/ticker/price":
-        return 2 if "symbol" in params else 4
-    return 1
+    return ENDPOINT_WEIGHTS.get(path, _UNKNOWN_PATH).charge(params)
 
 
 @dataclass(frozen=True)

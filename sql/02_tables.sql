@@ -76,8 +76,11 @@ CREATE TABLE IF NOT EXISTS binance.latest_prices (
     PRIMARY KEY (symbol)
 );
 
--- Not published: where the extractor records that trades were missed between two runs
--- (the first new trade id is more than one past the last stored one).
+-- Not published: trades the extractor knows it has not stored, (after_trade_id, before_trade_id) exclusive,
+-- with why (reason: 'budget' the run's weight share was spent, 'not_served' the host has no historicalTrades,
+-- 'history_limit' Binance no longer serves them, 'sampled' recorded before the trade cursor existed).
+-- A later run fills a gap from its start (filled_count) and closes it (closed_at) in the transaction that
+-- stores its last trade.
 CREATE TABLE IF NOT EXISTS binance.trade_gaps (
     symbol           text        NOT NULL,
     after_trade_id   bigint      NOT NULL,
@@ -86,6 +89,11 @@ CREATE TABLE IF NOT EXISTS binance.trade_gaps (
     detected_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (symbol, after_trade_id)
 );
+ALTER TABLE binance.trade_gaps ADD COLUMN IF NOT EXISTS reason       text        NOT NULL DEFAULT 'sampled';
+ALTER TABLE binance.trade_gaps ADD COLUMN IF NOT EXISTS filled_count bigint      NOT NULL DEFAULT 0;
+ALTER TABLE binance.trade_gaps ADD COLUMN IF NOT EXISTS closed_at    timestamptz;
+ALTER TABLE binance.trade_gaps ADD COLUMN IF NOT EXISTS updated_at   timestamptz;
+CREATE INDEX IF NOT EXISTS trade_gaps_open ON binance.trade_gaps (symbol, after_trade_id) WHERE closed_at IS NULL;
 
 ALTER TABLE binance.recent_trades REPLICA IDENTITY FULL;
 ALTER TABLE binance.order_book    REPLICA IDENTITY FULL;

@@ -5,7 +5,8 @@ One keep-alive `requests.Session` with a `urllib3` `Retry` mounted: 429 is retri
 (`BINANCE_MAX_RETRIES`), every request has a timeout (`BINANCE_TIMEOUT_S`). JSON bodies are parsed with
 `parse_float=Decimal`, so no number ever passes through a float.
 
-Request weight: every call is charged its documented weight (`request_weight`) against a budget of
+Request weight: every call is charged its documented weight (binance_cdc.datasets: `Dataset.weight`,
+`Cursor.weight`, `GENERAL_WEIGHTS`), retries included (weight x (1 + retries)), against a budget of
 `BINANCE_WEIGHT_SHARE` x 6000 per clock-aligned minute, kept in step with the server's
 `X-MBX-USED-WEIGHT-1M` header and the server clock (`Date` header). Policy when a request would exceed the
 budget: wait for the next minute window of the server clock (at most 60 s), then send. A cron run is far
@@ -13,7 +14,8 @@ shorter than the budget needs, so waiting is rarer and kinder than failing a dat
 
 Answers that stop everything: 418 (IP banned; `BannedError` with Retry-After) and 451 (restricted location;
 `RestrictedLocationError` suggesting https://data-api.binance.vision). Answers that fail one request:
--1121 unknown symbol (`UnknownSymbolError`), an unreadable body after one extra try (`BadResponseError`),
+-1121 unknown symbol (`UnknownSymbolError`), HTTP 404 for a path this host does not serve (`NotServedError`:
+data-api.binance.vision has no historicalTrades), an unreadable body after one extra try (`BadResponseError`),
 any other error status (`BinanceError`).
 
 Needs: settings group "binance". Used by binance_cdc.extract.
@@ -36,13 +38,18 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
-from binance_cdc.datasets import Dataset
+from binance_cdc.datasets import (
+    EXCHANGE_INFO,
+    GENERAL_WEIGHTS,
+    MARKET_DATA_ONLY_HOST,
+    MARKET_DATA_ONLY_PATHS,
+)
 from binance_cdc.settings import BinanceSettings
 
 log = logging.getLogger(__name__)
 
 WEIGHT_LIMIT_PER_MINUTE = 6000
-EXCHANGE_INFO_WEIGHT = 20
+EXCHANGE_INFO_WEIGHT = GENERAL_WEIGHTS[EXCHANGE_INFO].one
 USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 MAX_SYMBOLS_PER_BATCH = 100  # 24hr ticker: 21-100 symbols cost 40, 101+ cost 80 (the all-symbols price)
 RESTRICTED_HINT = (
@@ -64,6 +71,10 @@ class BadResponseError(BinanceError):
     """The body was truncated or not JSON, twice in a row."""
 
 
+class NotServedError(BinanceError):
+    """HTTP 404: this host does not serve the path (e.g. historicalTrades on data-api.binance.vision)."""
+
+
 class StopRun(BinanceError):
     """An answer after which no further request may be sent in this run."""
 
@@ -82,21 +93,10 @@ class RestrictedLocationError(StopRun):
         super().__init__(f"{url}: {RESTRICTED_HINT}")
 
 
-def request_weight(dataset: Dataset, n_symbols: int = 1) -> int:
-    """Documented weight of one call of `dataset` (binance_api.md §3.2) for `n_symbols` in `symbols=`."""
-    if dataset.endpoint == "/api/v3/ticker/24hr" and dataset.batched:
-        if n_symbols <= 20:
-            return 2
-        return 40 if n_symbols <= 100 else 80
-    if dataset.endpoint == "/api/v3/ticker/price":
-        return 4 if dataset.batched else 2
-    if dataset.endpoint == "/api/v3/depth":
-        limit = int(dataset.params.get("limit", 100))
-        for upper, weight in ((100, 5), (500, 25), (1000, 50)):
-            if limit <= upper:
-                return weight
-        return 250
-    return dataset.weight
+def serves(base_url: str, path: str) -> bool:
+    """False when the host is known not to serve `path` (the market-data-only host's documented list)."""
+    host = base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+    return host != MARKET_DATA_ONLY_HOST or path in MARKET_DATA_ONLY_PATHS
 
 
 def symbols_param(symbols: Sequence[str]) -> str:
@@ -278,7 +278,7 @@ class BinanceClient:
             try:
                 response, retries = self._send(path, params, weight, what)
                 charged += weight * (1 + retries)
-                payload = self._decode(response, what)
+                payload = self.decode(response, what)
             except BadResponseError as exc:
                 if response is None:  # cut short inside the send: charged but not yet counted
                     charged += weight
@@ -309,7 +309,8 @@ class BinanceClient:
         retries = len(retry_state.history) if retry_state is not None else 0
         return response, retries
 
-    def _decode(self, response: requests.Response, what: str) -> Any:
+    def decode(self, response: requests.Response, what: str) -> Any:
+        """The JSON of an answer (numbers exact), or the error it stands for (see the module docstring)."""
         status = response.status_code
         if status == 418:
             self.stopped = BannedError(response.headers.get("Retry-After"), _error_text(response))
@@ -325,6 +326,8 @@ class BinanceClient:
             error = _error_body(body)
             if error.get("code") == -1121:
                 raise UnknownSymbolError(f"{what}: Binance says invalid symbol (-1121)")
+            if status == 404:
+                raise NotServedError(f"{what}: HTTP 404, {response.url.split('?')[0]} is not served by this host")
             raise BinanceError(f"{what}: HTTP {status} {error or body[:200]!r}")
         try:
             return json.loads(body, parse_float=Decimal)

@@ -1,8 +1,9 @@
 """Pure functions: one Binance JSON answer -> rows (tuples in `Dataset.columns` order).
 
 Every value comes from the column's `api_field` (object key or array index) and is converted by the
-column's kind: decimals with `Decimal(str)` (scale kept, floats refused), times from epoch milliseconds to
-tz-aware UTC, ids to int. Columns without `api_field` are derived here: the symbol asked for, the kline
+column's kind by the exact rules of binance_cdc.values: decimals from strings (scale kept, floats refused),
+times from epoch milliseconds to tz-aware UTC, ids to in-range ints. The answer's shape (Dataset.shape)
+picks the function below; no function is written for a dataset name. Columns without `api_field` are derived here: the symbol asked for, the kline
 interval, `is_closed` (close_time < Binance server time), the book side and level, and the server time of
 the answer (`captured_at`, `observed_at`). Rows Binance sends for a dead symbol (a zero last price, as
 MATICUSDT after its migration) are dropped and reported, never loaded as prices.
@@ -14,14 +15,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable, Mapping, Sequence
 
+from binance_cdc import values
 from binance_cdc.datasets import Column, Dataset
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SYMBOL_RE = re.compile(r"^[A-Z0-9_.-]{1,20}$")  # Binance's '^[A-Z0-9-_.]{1,20}$'
+_DECIMAL_MATCH = values.DECIMAL_TEXT.match
 
 
 class TransformError(ValueError):
@@ -39,46 +41,32 @@ def invalid_symbols(symbols: Sequence[str]) -> list[str]:
 
 
 def to_decimal(value: Any) -> Decimal:
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, bool) or isinstance(value, float):
-        raise TypeError(f"refusing {type(value).__name__} {value!r}: decimals must arrive as strings")
-    if isinstance(value, (str, int)):
-        return Decimal(value if isinstance(value, int) else value.strip())
-    raise TypeError(f"cannot read {value!r} as a decimal")
+    """Binance decimals arrive as strings (answers are parsed with parse_float=Decimal): a float here means
+    a value went through binary floating point somewhere, and is refused rather than rounded."""
+    if type(value) is str and _DECIMAL_MATCH(value):  # the usual case, without the general checks
+        return Decimal(value)
+    if isinstance(value, float):
+        raise TypeError(f"refusing float {value!r}: decimals must arrive as strings")
+    return values.exact_decimal(value)
 
 
 def ms_to_utc(ms: Any) -> datetime:
+    """Binance times are integer epoch milliseconds."""
     if isinstance(ms, bool) or not isinstance(ms, int):
         raise TypeError(f"expected integer epoch milliseconds, got {ms!r}")
-    return EPOCH + timedelta(milliseconds=ms)
-
-
-def to_bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"expected a JSON boolean, got {value!r}")
-    return value
-
-
-def to_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected a JSON integer, got {value!r}")
-    return value
-
-
-def to_text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {value!r}")
-    return value
+    try:
+        return values.EPOCH + timedelta(milliseconds=ms)  # whole milliseconds: exact in microseconds
+    except OverflowError:
+        raise ValueError(f"{ms} ms since the epoch is outside the datetime range") from None
 
 
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "decimal": to_decimal,
     "timestamp": ms_to_utc,
-    "bigint": to_int,
-    "int": to_int,
-    "boolean": to_bool,
-    "text": to_text,
+    "bigint": lambda raw: values.exact_int("bigint", raw),
+    "int": lambda raw: values.exact_int("int", raw),
+    "boolean": values.exact_bool,
+    "text": values.exact_text,
 }
 
 
@@ -97,6 +85,37 @@ def build_row(
             continue
         values.append(_field(dataset, column, obj, outer, derived.get("symbol")))
     return tuple(values)
+
+
+def build_rows(
+    dataset: Dataset,
+    items: Sequence[Any],
+    derived: Mapping[str, Any],
+    outer: Mapping[str, Any] | None = None,
+) -> list[tuple]:
+    """`build_row` for every item of one answer: which value comes from where is worked out once per
+    answer (a key of `outer`, like depth's lastUpdateId, is converted once); an item that fails is built
+    again by `build_row`, whose error names the field."""
+    if not items:
+        return []
+    plan: list[tuple[bool, Any]] = []  # (constant?, value or (key, converter))
+    for column in dataset.columns:
+        key = column.api_field
+        if column.name in derived:
+            plan.append((True, derived[column.name]))
+        elif isinstance(key, str) and outer is not None and not isinstance(items[0], Mapping):
+            plan.append((True, _field(dataset, column, items[0], outer, derived.get("symbol"))))
+        elif key is None:
+            return [build_row(dataset, item, derived, outer) for item in items]  # raises, naming the column
+        else:
+            plan.append((False, (key, CONVERTERS[column.kind])))
+    rows = []
+    for item in items:
+        try:
+            rows.append(tuple([v if const else v[1](item[v[0]]) for const, v in plan]))
+        except Exception:  # noqa: BLE001 - any failure is reported precisely by the slow path
+            rows.append(build_row(dataset, item, derived, outer))
+    return rows
 
 
 def _field(dataset: Dataset, column: Column, obj: Any, outer: Any, symbol: Any) -> Any:
@@ -122,24 +141,35 @@ def _expect_list(dataset: Dataset, payload: Any, symbol: str | None) -> list:
     return payload
 
 
-def recent_trades(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
-    rows = [build_row(dataset, t, {"symbol": symbol}) for t in _expect_list(dataset, payload, symbol)]
-    by_id = {row[dataset.column_names.index("trade_id")]: row for row in rows}
-    return Transformed(sorted(by_id.values(), key=lambda r: r[dataset.column_names.index("trade_id")]))
+def objects(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
+    rows = build_rows(dataset, _expect_list(dataset, payload, symbol), {"symbol": symbol})
+    if dataset.sequence_column is None:
+        return Transformed(rows)
+    # A sequence is loaded by its id: one row per id, ascending. Binance sends them so; check, then sort
+    # only an answer that is not.
+    at = dataset.column_names.index(dataset.sequence_column)
+    if all(a[at] < b[at] for a, b in zip(rows, rows[1:])):
+        return Transformed(rows)
+    by_id = {row[at]: row for row in rows}
+    return Transformed(sorted(by_id.values(), key=lambda r: r[at]))
 
 
-def order_book(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
+def book(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
     if not isinstance(payload, Mapping):
         raise TransformError(f"{dataset.name} {symbol}: expected a JSON object with bids/asks")
     rows = []
+    observed = {c.name: server_time for c in observation_columns(dataset)}
+    at_level = dataset.column_names.index("level")
     for side, key in (("bid", "bids"), ("ask", "asks")):
-        for level, entry in enumerate(payload.get(key) or (), start=1):
-            derived = {"symbol": symbol, "side": side, "level": level, "captured_at": server_time}
-            rows.append(build_row(dataset, entry, derived, outer=payload))
+        entries = payload.get(key) or []
+        derived = {"symbol": symbol, "side": side, "level": 0, **observed}
+        side_rows = build_rows(dataset, entries, derived, outer=payload)
+        # level: 1 = best price on that side, in the order Binance lists them
+        rows.extend(row[:at_level] + (level,) + row[at_level + 1:] for level, row in enumerate(side_rows, start=1))
     return Transformed(rows)
 
 
-def klines(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
+def candles(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
     rows = []
     close_at = dataset.column(  # index of close_time in the 12-element kline array
         "close_time"
@@ -147,7 +177,7 @@ def klines(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: d
     for kline in _expect_list(dataset, payload, symbol):
         try:
             closed = ms_to_utc(kline[close_at]) < server_time
-        except (IndexError, TypeError) as exc:
+        except (IndexError, TypeError, ValueError) as exc:
             raise TransformError(f"{dataset.name} {symbol}: bad kline {kline!r}: {exc}") from None
         derived = {"symbol": symbol, "interval": dataset.params["interval"], "is_closed": closed}
         rows.append(build_row(dataset, kline, derived))
@@ -159,7 +189,7 @@ def is_dead_ticker(ticker: Mapping[str, Any]) -> bool:
     price = ticker.get("lastPrice", ticker.get("price"))
     try:
         return price is not None and to_decimal(price) == 0
-    except (TypeError, ArithmeticError):
+    except (TypeError, ValueError, ArithmeticError):
         return False
 
 
@@ -178,20 +208,21 @@ def _tickers(dataset: Dataset, payload: Any, derived: Mapping[str, Any]) -> Tran
     return out
 
 
-def daily_ticker(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
-    return _tickers(dataset, payload, {})
+def tickers(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
+    return _tickers(dataset, payload, {c.name: server_time for c in observation_columns(dataset)})
 
 
-def latest_prices(dataset: Dataset, payload: Any, *, symbol: str | None, server_time: datetime) -> Transformed:
-    return _tickers(dataset, payload, {"observed_at": server_time})
+def observation_columns(dataset: Dataset) -> list[Column]:
+    """Times with no field in the answer: when Binance answered (the HTTP Date header)."""
+    return [c for c in dataset.columns if c.kind == "timestamp" and c.api_field is None]
 
 
-TRANSFORMS: dict[str, Callable[..., Transformed]] = {
-    "recent_trades": recent_trades,
-    "order_book": order_book,
-    "klines": klines,
-    "daily_ticker": daily_ticker,
-    "latest_prices": latest_prices,
+# One function per answer shape (binance_cdc.datasets.SHAPES), not per dataset.
+SHAPES: dict[str, Callable[..., Transformed]] = {
+    "objects": objects,
+    "book": book,
+    "candles": candles,
+    "tickers": tickers,
 }
 
 
@@ -200,7 +231,7 @@ def transform(dataset: Dataset, payload: Any, *, symbol: str | None, server_time
     if server_time.tzinfo is None:
         raise ValueError("server_time must be tz-aware UTC")
     try:
-        fn = TRANSFORMS[dataset.name]
+        fn = SHAPES[dataset.shape]
     except KeyError:
-        raise KeyError(f"no transform for dataset {dataset.name!r}") from None
+        raise KeyError(f"dataset {dataset.name!r}: no transform for shape {dataset.shape!r}") from None
     return fn(dataset, payload, symbol=symbol, server_time=server_time)

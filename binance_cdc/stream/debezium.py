@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -31,12 +30,20 @@ from typing import Any
 
 from binance_cdc import datasets
 from binance_cdc.datasets import Dataset
+from binance_cdc.values import (  # the exact rules shared with the extractor; re-exported for callers
+    EPOCH,
+    INT_RANGES,
+    epoch_to_datetime,
+    exact_bool,
+    exact_decimal,
+    exact_int,
+    exact_text,
+    finite,
+    parse_iso_utc,
+)
 
 UPSERT_OPS = {"c": "create", "r": "snapshot read", "u": "update"}
 DELETE_OP = "d"
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_DECIMAL_TEXT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-INT_RANGES = {"int": (-(2 ** 31), 2 ** 31 - 1), "bigint": (-(2 ** 63), 2 ** 63 - 1)}
 
 
 class DecodeError(ValueError):
@@ -195,20 +202,11 @@ def convert_value(kind: str, raw: Any, schema: dict | None = None) -> Any:
     if kind == "timestamp":
         return _to_datetime(raw, logical)
     if kind in INT_RANGES:
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise TypeError(f"expected an integer, got {raw!r}")
-        low, high = INT_RANGES[kind]
-        if not low <= raw <= high:
-            raise ValueError(f"{raw} is out of range for {kind}")
-        return raw
+        return exact_int(kind, raw)
     if kind == "boolean":
-        if not isinstance(raw, bool):
-            raise TypeError(f"expected true/false, got {raw!r}")
-        return raw
+        return exact_bool(raw)
     if kind == "text":
-        if not isinstance(raw, str):
-            raise TypeError(f"expected a string, got {raw!r}")
-        return raw
+        return exact_text(raw)
     if kind == "date":
         if isinstance(raw, int) and not isinstance(raw, bool):  # io.debezium.time.Date: days since epoch
             return date(1970, 1, 1) + timedelta(days=raw)
@@ -228,17 +226,9 @@ def _to_decimal(raw: Any, logical: str | None, schema: dict | None) -> Decimal:
         if not isinstance(raw, dict) or "scale" not in raw or "value" not in raw:
             raise TypeError(f"expected a VariableScaleDecimal {{scale, value}}, got {raw!r}")
         value = _from_base64(raw["value"], int(raw["scale"]))
-    elif isinstance(raw, str):
-        if not _DECIMAL_TEXT.match(raw):
-            raise ValueError(f"not a decimal number: {raw!r}")
-        value = Decimal(raw)
-    elif isinstance(raw, (Decimal, int)) and not isinstance(raw, bool):
-        value = Decimal(raw)
     else:
-        raise TypeError(f"expected a decimal string, got {raw!r}")
-    if not value.is_finite():
-        raise ValueError(f"{raw!r} is not a finite number (Cassandra decimal cannot hold it)")
-    return value
+        return exact_decimal(raw)
+    return finite(value, raw)
 
 
 def _from_base64(text: Any, scale: int) -> Decimal:
@@ -269,26 +259,6 @@ def _to_datetime(raw: Any, logical: str | None) -> datetime:
     if logical and logical not in _EPOCH_UNITS:
         raise ValueError(f"integer time with unsupported logical type {logical}")
     return epoch_to_datetime(raw, per_second)
-
-
-def epoch_to_datetime(value: int, per_second: int) -> datetime:
-    micros, rest = divmod(value * 1_000_000, per_second)
-    if rest:
-        raise ValueError(f"{value} (1/{per_second} s) has sub-microsecond precision")
-    try:
-        return EPOCH + timedelta(microseconds=micros)
-    except OverflowError:
-        raise ValueError(f"{value} (1/{per_second} s since the epoch) is outside the datetime range") from None
-
-
-def parse_iso_utc(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"unparsable time {text!r}") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"time {text!r} has no UTC offset")
-    return moment.astimezone(timezone.utc)
 
 
 def _source_metadata(topic: str, envelope: dict) -> tuple[int, datetime, str | None]:

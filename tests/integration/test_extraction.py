@@ -25,7 +25,16 @@ import requests
 from binance_cdc import datasets as ds
 from binance_cdc.extract import load as pg_load
 from binance_cdc.postgres_conn import app_connection
-from binance_cdc.extract.cycle import EXIT_BANNED, EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_RESTRICTED, run
+from binance_cdc.extract.cycle import (
+    EXIT_BANNED,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_RESTRICTED,
+    RunOptions,
+    run,
+)
 from binance_cdc.settings import load_settings
 from binance_cdc.extract.transforms import ms_to_utc
 from simulator import BinanceSimulator
@@ -69,12 +78,13 @@ def make_sim(db):
     _, created = db
     sims: list[BinanceSimulator] = []
 
-    def make(n: int = 2, dead: int = 0, latency_ms: int = 0):
-        names = fresh_symbols(n + dead)
+    def make(n: int = 2, dead: int = 0, latency_ms: int = 0, names: list[str] | None = None, **options):
+        names = names or fresh_symbols(n + dead)
         created.extend(names)
         start = (int(time.time() * 1000) // HALF_HOUR_MS - 1) * HALF_HOUR_MS + 59_000
         sim = BinanceSimulator(
-            symbols=tuple(names[:n]), dead_symbols=tuple(names[n:]), latency_ms=latency_ms, seed=7, start_ms=start
+            symbols=tuple(names[:n]), dead_symbols=tuple(names[n:]), latency_ms=latency_ms, seed=7, start_ms=start,
+            **options,
         ).start()
         sims.append(sim)
         return sim, names[:n], names[n:]
@@ -201,19 +211,160 @@ def test_second_cycle_adds_no_duplicates_updates_open_kline_and_leaves_unchanged
         assert count(conn, "trade_gaps", live) == 0  # 500 per 10 minutes overlaps: nothing missed
 
 
-def test_trades_missed_between_cycles_are_recorded_as_a_gap(cfg, db, make_sim):
-    conn, _ = db
-    sim, live, _ = make_sim(1)
-    assert run(cfg, live, [ds.RECENT_TRADES], base_url=sim.url).exit_code == EXIT_OK
+BUSY = 1200  # trades per minute and symbol: 6000 in a 5-minute cron interval, six historicalTrades pages
+
+
+def stored_ids(conn, symbol: str) -> list[int]:
     with conn.cursor() as cur:
-        cur.execute("SELECT max(trade_id) FROM binance.recent_trades WHERE symbol = %s", (live[0],))
-        last = cur.fetchone()[0]
-        sim.advance(6 * 3600)  # far more than 500 trades later
-        assert run(cfg, live, [ds.RECENT_TRADES], base_url=sim.url).exit_code == EXIT_OK
-        trades, _ = served(sim, "/api/v3/trades", symbol=live[0], limit=500)
-        cur.execute("SELECT after_trade_id, before_trade_id, missed_count FROM binance.trade_gaps WHERE symbol = %s",
-                    (live[0],))
-        assert cur.fetchall() == [(last, trades[0]["id"], trades[0]["id"] - last - 1)]
+        cur.execute("SELECT trade_id FROM binance.recent_trades WHERE symbol = %s ORDER BY trade_id", (symbol,))
+        return [r[0] for r in cur.fetchall()]
+
+
+def gaps_of(conn, symbol: str) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT after_trade_id, before_trade_id, missed_count, reason, filled_count, closed_at IS NOT NULL"
+            " FROM binance.trade_gaps WHERE symbol = %s ORDER BY after_trade_id", (symbol,),
+        )
+        return cur.fetchall()
+
+
+def summary_line(caplog, dataset: str) -> str:
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"dataset={dataset} ")]
+    return lines[-1]
+
+
+def newest_id(sim, symbol: str) -> int:
+    return served(sim, "/api/v3/trades", symbol=symbol, limit=1)[0][-1]["id"]
+
+
+def test_two_runs_a_cron_interval_apart_miss_no_trade(cfg, db, make_sim, caplog):
+    conn, _ = db
+    sim, live, _ = make_sim(2, trades_per_minute=BUSY, warm=False)
+    first = run(cfg, live, [ds.RECENT_TRADES], base_url=sim.url)
+    assert first.exit_code == EXIT_OK and first.dataset("recent_trades").inserted == 1000  # the lookback, 500 each
+    before = {s: stored_ids(conn, s)[-1] for s in live}
+    sim.advance(300)
+
+    second = run(cfg, live, [ds.RECENT_TRADES], base_url=sim.url)
+
+    assert second.exit_code == EXIT_OK, second.message
+    for symbol in live:
+        ids = stored_ids(conn, symbol)
+        assert ids == list(range(ids[0], ids[0] + len(ids)))  # contiguous: not one trade missed
+        assert ids[-1] == newest_id(sim, symbol) and ids[-1] - before[symbol] > 3000  # thousands per interval
+        assert gaps_of(conn, symbol) == []
+    pages = [p for p, _ in sim.requests if p == "/api/v3/historicalTrades"]
+    report = second.dataset("recent_trades")
+    assert report.weight == 25 * len(pages) and len(pages) >= 8  # 1000 a page
+    assert (report.gaps, report.gap_filled, report.open_gaps, report.open_missing) == (0, 0, 0, 0)
+    line = summary_line(caplog, "recent_trades")
+    assert f"fetched={report.fetched}" in line and "gap_filled=0" in line and "still_missing=0" in line
+
+
+def test_a_run_out_of_budget_leaves_a_gap_with_its_reason_that_the_next_run_closes(cfg, db, make_sim, caplog):
+    conn, _ = db
+    sim, live, _ = make_sim(1, trades_per_minute=BUSY, warm=False)
+    symbol = live[0]
+    assert run(cfg, live, [ds.RECENT_TRADES], base_url=sim.url).exit_code == EXIT_OK
+    last = stored_ids(conn, symbol)[-1]
+    sim.advance(600)  # about 12,000 trades
+
+    # Two pages of 1000 plus the closing latest-trades request: the rest cannot be fetched in this run.
+    short = run(cfg, live, [ds.RECENT_TRADES], base_url=sim.url, options=RunOptions(sequence_weight=75))
+
+    assert short.exit_code == EXIT_OK, short.message
+    newest = newest_id(sim, symbol)
+    [(after, before, missed, reason, filled, closed)] = gaps_of(conn, symbol)
+    assert (after, before, reason, filled, closed) == (last + 2000, newest - 999, "budget", 0, False)
+    assert missed == before - after - 1 > 5000
+    ids = stored_ids(conn, symbol)
+    assert set(range(ids[0], after + 1)) <= set(ids) and set(range(before, newest + 1)) <= set(ids)
+    assert not set(range(after + 1, before)) & set(ids)  # exactly the recorded gap is missing
+    report = short.dataset("recent_trades")
+    assert (report.gaps, report.open_gaps, report.open_missing) == (1, 1, missed)
+    assert f"still_missing={missed}" in summary_line(caplog, "recent_trades")
+
+    again = run(cfg, live, [ds.RECENT_TRADES], base_url=sim.url)
+
+    assert again.exit_code == EXIT_OK, again.message
+    assert gaps_of(conn, symbol) == [(after, before, missed, "budget", missed, True)]
+    ids = stored_ids(conn, symbol)
+    assert ids == list(range(ids[0], newest + 1))
+    report = again.dataset("recent_trades")
+    assert (report.gap_filled, report.gaps_closed, report.open_gaps, report.open_missing) == (missed, 1, 0, 0)
+    assert f"gap_filled={missed} gaps_closed=1 open_gaps=0 still_missing=0" in summary_line(caplog, "recent_trades")
+
+
+def test_a_host_without_historical_trades_falls_back_with_an_honest_gap_a_full_host_fills(cfg, db, make_sim, caplog):
+    conn, _ = db
+    restricted, live, _ = make_sim(1, trades_per_minute=BUSY, market_data_only=True, warm=False)
+    symbol = live[0]
+    assert run(cfg, live, [ds.RECENT_TRADES], base_url=restricted.url).exit_code == EXIT_OK
+    last = stored_ids(conn, symbol)[-1]
+    restricted.advance(300)
+
+    report = run(cfg, live, [ds.RECENT_TRADES], base_url=restricted.url)
+
+    assert report.exit_code == EXIT_OK, report.message
+    asked = [p for p, _ in restricted.requests]
+    assert asked.count("/api/v3/historicalTrades") == 1  # detected once, then not asked again
+    newest = newest_id(restricted, symbol)
+    first_latest = newest - 999  # the fallback takes the latest 1000 trades
+    assert gaps_of(conn, symbol) == [(last, first_latest, first_latest - last - 1, "not_served", 0, False)]
+    assert any("falls back to the latest trades" in r.getMessage() for r in caplog.records)
+    assert stored_ids(conn, symbol)[-1] == newest
+
+    # The same market served by a host with historicalTrades: the next run fills the gap and closes it.
+    full = BinanceSimulator(symbols=(symbol,), dead_symbols=(), seed=7, start_ms=restricted.now_ms(),
+                            trades_per_minute=BUSY, warm=False).start()
+    try:
+        assert run(cfg, live, [ds.RECENT_TRADES], base_url=full.url).exit_code == EXIT_OK
+    finally:
+        full.stop()
+    [(_, _, missed, _, filled, closed)] = gaps_of(conn, symbol)
+    assert filled == missed and closed
+    ids = stored_ids(conn, symbol)
+    assert ids == list(range(ids[0], newest + 1))
+
+
+def test_data_api_host_is_known_not_to_serve_historical_trades_before_any_request():
+    from binance_cdc.extract.client import serves
+
+    assert not serves("https://data-api.binance.vision", ds.RECENT_TRADES.cursor.endpoint)
+
+
+def test_klines_after_a_three_hour_outage_are_all_there_and_the_open_candle_is_updated(cfg, db, make_sim):
+    conn, _ = db
+    sim, live, _ = make_sim(1, warm=False)
+    symbol = live[0]
+    assert run(cfg, live, [ds.KLINES], base_url=sim.url).exit_code == EXIT_OK
+    assert count(conn, "klines", live) == 10
+    sim.advance(3 * 3600)
+
+    after = run(cfg, live, [ds.KLINES], base_url=sim.url)
+
+    assert after.exit_code == EXIT_OK, after.message
+    with conn.cursor() as cur:
+        cur.execute("SELECT (extract(epoch FROM open_time) * 1000)::bigint, close_price::text, num_trades, is_closed"
+                    " FROM binance.klines WHERE symbol = %s ORDER BY open_time", (symbol,))
+        rows = cur.fetchall()
+    opens = [r[0] for r in rows]
+    assert opens == list(range(opens[0], opens[0] + HALF_HOUR_MS * len(opens), HALF_HOUR_MS))  # none missing
+    assert len(rows) == 10 + 6  # six new half hours, the formerly open candle now closed
+    assert [r[3] for r in rows] == [True] * 15 + [False]
+    served_now, _ = served(sim, "/api/v3/klines", symbol=symbol, interval="30m", startTime=opens[9], limit=1000)
+    assert [(k[0], k[4], k[8]) for k in served_now] == [(r[0], r[1], r[2]) for r in rows[9:]]
+    assert (after.dataset("klines").inserted, after.dataset("klines").updated) == (6, 1)
+    startimes = [q.get("startTime") for p, q in sim.requests if p == "/api/v3/klines"]
+    assert startimes[-1] == str(opens[9])  # asked from the last stored (then open) candle on
+
+    sim.advance(600)
+    later = run(cfg, live, [ds.KLINES], base_url=sim.url)
+    assert (later.dataset("klines").inserted, later.dataset("klines").updated) == (0, 1)  # the open one, in place
+    with conn.cursor() as cur:
+        cur.execute("SELECT num_trades FROM binance.klines WHERE symbol = %s AND NOT is_closed", (symbol,))
+        assert cur.fetchone()[0] > rows[-1][2]
 
 
 @pytest.mark.parametrize(
@@ -371,9 +522,56 @@ def test_zero_ticker_of_a_symbol_exchangeinfo_calls_trading_is_not_loaded(cfg, d
     try:
         report = DatasetReport("daily_ticker")
         when = datetime(2024, 1, 1, tzinfo=timezone.utc)
-        load_dataset(load_conn, ds.DAILY_TICKER, [Fetched(None, fixture, when, 2)], report)
+        load_dataset(load_conn, ds.DAILY_TICKER, [Fetched(None, pages=[(fixture, when)], weight=2)], report)
     finally:
         load_conn.close()
     assert (report.fetched, report.inserted, report.errors) == (1, 1, [])
     assert list(report.skipped) == [dead] and "firstId -1" in report.skipped[dead]
     assert count(conn, "daily_ticker", [live]) == 1 and count(conn, "daily_ticker", [dead]) == 0
+
+
+def test_sequence_load_copies_new_ids_straight_and_still_ignores_known_and_repeated_ones(settings):
+    """Ids above the stored maximum skip ON CONFLICT; a repeated id falls back to it, with the same result."""
+    from psycopg2 import sql
+
+    conn = app_connection(settings, "test_sequence_load")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE seq_trades (LIKE binance.recent_trades INCLUDING ALL)")
+        target = sql.Identifier("seq_trades")
+        when = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+        def rows(ids, symbol="SEQAUSDT"):
+            return [(symbol, i, Decimal("1.00000000"), Decimal("2.00000000"), Decimal("2.00000000"), when, True, True)
+                    for i in ids]
+
+        assert pg_load.load(conn, ds.RECENT_TRADES, rows([1, 2, 3, 4, 5]), target).inserted == 5
+        # 3..5 are stored (ON CONFLICT), 6..8 are new (straight COPY), another symbol starts fresh
+        assert pg_load.load(conn, ds.RECENT_TRADES, rows([3, 4, 5, 6, 7, 8]) + rows([1], "SEQBUSDT"),
+                            target).inserted == 4
+        # 9 twice: the straight COPY meets its own duplicate and the rows take the ON CONFLICT way
+        assert pg_load.load(conn, ds.RECENT_TRADES, rows([9, 9, 10]), target).inserted == 2
+        conn.commit()
+        with conn.cursor() as cur:
+            cur.execute("SELECT symbol, trade_id FROM seq_trades ORDER BY symbol, trade_id")
+            assert cur.fetchall() == [("SEQAUSDT", i) for i in range(1, 11)] + [("SEQBUSDT", 1)]
+    finally:
+        conn.close()
+
+
+def test_run_takes_any_dataset_it_is_given_and_reports_one_it_cannot_load(cfg, db, make_sim):
+    """A dataset the cycle has never heard of gets its place by load_priority; its missing table is an
+    error of that dataset in the report, not an exception, and the others are loaded."""
+    from dataclasses import replace
+
+    conn, _ = db
+    sim, live, _ = make_sim(1, warm=False)
+    newcomer = replace(ds.LATEST_PRICES, name="newcomer_prices", load_priority=5)
+
+    report = run(cfg, live, [ds.KLINES, newcomer], base_url=sim.url)
+
+    assert report.exit_code == EXIT_FAILED and "newcomer_prices" in report.message
+    assert [d.name for d in report.datasets] == ["newcomer_prices", "klines"]
+    assert "load failed" in report.dataset("newcomer_prices").errors[0]
+    assert report.dataset("newcomer_prices").fetched == 1
+    assert count(conn, "klines", live) == 10

@@ -19,12 +19,20 @@ from binance_cdc.extract.client import (
     RestrictedLocationError,
     UnknownSymbolError,
     WeightBudget,
+    NotServedError,
     chunks,
     parse_server_time,
     parse_used_weight,
-    request_weight,
+    serves,
     symbols_param,
 )
+
+
+def call_params(dataset, n: int = 1) -> dict:
+    """The parameters the cycle sends: `symbol=` per symbol, or `symbols=[...]` for a batched dataset."""
+    if dataset.batched:
+        return {**dataset.params, "symbols": symbols_param([f"S{i}USDT" for i in range(n)])}
+    return {"symbol": "BTCUSDT", **dataset.params}
 
 
 @pytest.mark.parametrize(
@@ -43,21 +51,42 @@ from binance_cdc.extract.client import (
     ],
 )
 def test_documented_weights(dataset, n, weight):
-    assert request_weight(dataset, n) == weight
+    assert dataset.request_weight(call_params(dataset, n)) == weight
+
+
+def test_single_symbol_and_all_symbol_ticker_weights():
+    assert ds.DAILY_TICKER.request_weight({"symbol": "BTCUSDT"}) == 2
+    assert ds.DAILY_TICKER.request_weight({}) == 80
+    assert ds.LATEST_PRICES.request_weight({"symbol": "BTCUSDT"}) == 2
+    assert ds.LATEST_PRICES.request_weight({}) == 4
 
 
 def test_depth_weight_tiers_follow_the_limit():
-    from dataclasses import replace
+    for limit, weight in ((1, 5), (100, 5), (101, 25), (500, 25), (501, 50), (1000, 50), (1001, 250), (5000, 250)):
+        assert ds.ORDER_BOOK.request_weight({"symbol": "BTCUSDT", "limit": limit}) == weight
+    assert ds.ORDER_BOOK.request_weight({"symbol": "BTCUSDT"}) == 5  # default limit 100
 
-    for limit, weight in ((100, 5), (101, 25), (500, 25), (1000, 50), (5000, 250)):
-        assert request_weight(replace(ds.ORDER_BOOK, params={"limit": limit})) == weight
+
+def test_cursor_calls_cost_their_documented_weight():
+    trades = ds.RECENT_TRADES.cursor
+    assert (trades.endpoint, trades.param, trades.limit) == ("/api/v3/historicalTrades", "fromId", 1000)
+    assert trades.weight.charge({"symbol": "BTCUSDT", "fromId": 1, "limit": 1000}) == 25
+    klines = ds.KLINES.cursor
+    assert (klines.param, klines.limit) == ("startTime", 1000)
+    assert klines.weight.charge({"symbol": "BTCUSDT", "startTime": 0, "limit": 1000}) == 2
 
 
 def test_default_ten_symbol_cycle_fits_the_default_budget():
     n = len(ds.DEFAULT_SYMBOLS)
-    per_symbol = sum(request_weight(d) * n for d in ds.DATASETS.values() if not d.batched)
-    batched = sum(request_weight(d, n) for d in ds.DATASETS.values() if d.batched)
+    per_symbol = sum(d.request_weight(call_params(d)) * n for d in ds.DATASETS.values() if not d.batched)
+    batched = sum(d.request_weight(call_params(d, n)) for d in ds.DATASETS.values() if d.batched)
     assert per_symbol + batched + 20 == 346 < 6000 * 0.5
+
+
+def test_market_data_only_host_does_not_serve_historical_trades():
+    assert not serves("https://data-api.binance.vision", "/api/v3/historicalTrades")
+    assert serves("https://data-api.binance.vision", "/api/v3/trades")
+    assert serves("https://api.binance.com", "/api/v3/historicalTrades")
 
 
 def test_symbols_param_is_compact_json_and_chunks_stay_in_the_40_tier():
@@ -141,25 +170,25 @@ def client():
 
 
 def test_decode_keeps_numbers_exact(client):
-    payload = client._decode(response(200, b'{"price": "4.00000200", "x": 0.1, "id": 7}'), "t")
+    payload = client.decode(response(200, b'{"price": "4.00000200", "x": 0.1, "id": 7}'), "t")
     assert payload == {"price": "4.00000200", "x": Decimal("0.1"), "id": 7}
     assert client.base_url == "https://api.binance.com"
 
 
 def test_truncated_body_is_a_bad_response(client):
     with pytest.raises(BadResponseError, match="invalid JSON"):
-        client._decode(response(200, b'[{"id": 1, "price": "4.0'), "recent_trades BTCUSDT")
+        client.decode(response(200, b'[{"id": 1, "price": "4.0'), "recent_trades BTCUSDT")
 
 
 def test_unknown_symbol_is_its_own_error(client):
     with pytest.raises(UnknownSymbolError, match="recent_trades NOPE"):
-        client._decode(response(400, json.dumps({"code": -1121, "msg": "Invalid symbol."}).encode()), "recent_trades NOPE")
+        client.decode(response(400, json.dumps({"code": -1121, "msg": "Invalid symbol."}).encode()), "recent_trades NOPE")
 
 
 def test_418_stops_the_client_with_retry_after(client):
     body = b'{"code":-1003,"msg":"Way too much request weight used; IP banned until 1659146400000."}'
     with pytest.raises(BannedError, match=r"418.*Retry-After 120") as info:
-        client._decode(response(418, body, {"Retry-After": "120"}), "klines BTCUSDT")
+        client.decode(response(418, body, {"Retry-After": "120"}), "klines BTCUSDT")
     assert info.value.retry_after == "120" and client.stopped is info.value
     with pytest.raises(BannedError):
         client.get("/api/v3/klines", {}, 2, "klines ETHUSDT")  # no request once banned
@@ -167,9 +196,101 @@ def test_418_stops_the_client_with_retry_after(client):
 
 def test_451_suggests_the_market_data_url(client):
     with pytest.raises(RestrictedLocationError, match="BINANCE_BASE_URL=https://data-api.binance.vision"):
-        client._decode(response(451, b'{"code":0,"msg":"restricted"}'), "exchangeInfo")
+        client.decode(response(451, b'{"code":0,"msg":"restricted"}'), "exchangeInfo")
+
+
+def test_404_is_a_path_this_host_does_not_serve(client):
+    with pytest.raises(NotServedError, match="historicalTrades BTCUSDT: HTTP 404"):
+        client.decode(response(404, b'{"code":-1000,"msg":"Unknown endpoint."}'), "historicalTrades BTCUSDT")
+
+
+def test_retried_requests_are_charged_weight_times_one_plus_retries():
+    """Binance charges a refused or failed request too: two 500s then an answer cost three times 25."""
+    from simulator import BinanceSimulator
+
+    with BinanceSimulator(symbols=("BTCUSDT",), dead_symbols=(), seed=1, start_ms=1_700_000_000_000, warm=False) as sim:
+        retrying = BinanceClient(sim.url, max_retries=3, backoff_factor=0.01)
+        try:
+            sim.inject("500", path="/api/v3/trades", count=2)
+            answer = retrying.get("/api/v3/trades", {"symbol": "BTCUSDT", "limit": 5}, 25, "recent_trades BTCUSDT")
+            assert len(answer.payload) == 5
+            assert answer.weight == 25 * (1 + 2)
+            assert [p for p, _ in sim.requests] == ["/api/v3/trades"] * 3
+            once = retrying.get("/api/v3/trades", {"symbol": "BTCUSDT", "limit": 5}, 25, "recent_trades BTCUSDT")
+            assert once.weight == 25
+        finally:
+            retrying.close()
 
 
 def test_other_http_errors_name_the_request(client):
     with pytest.raises(BinanceError, match=r"klines BTCUSDT: HTTP 400 .*-1120"):
-        client._decode(response(400, b'{"code":-1120,"msg":"Invalid interval."}'), "klines BTCUSDT")
+        client.decode(response(400, b'{"code":-1120,"msg":"Invalid interval."}'), "klines BTCUSDT")
+
+
+# ---- the trade cursor's walk, against the in-process simulator (no database) ------------------------------
+
+
+def walk(sim, last: dict, weight: int, gaps: dict | None = None):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from binance_cdc.extract.cycle import fetch_sequence
+
+    client = BinanceClient(sim.url, max_retries=1)
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return fetch_sequence(client, ds.RECENT_TRADES, list(last), pool, last, gaps or {}, weight, 500)
+    finally:
+        client.close()
+
+
+def page_ids(item) -> list[int]:
+    return [t["id"] for payload, _ in item.pages for t in payload]
+
+
+def test_the_walk_shares_the_weight_fairly_and_names_what_it_could_not_fetch():
+    from simulator import BinanceSimulator
+
+    with BinanceSimulator(symbols=("BTCUSDT", "ETHUSDT"), dead_symbols=(), start_ms=1_700_000_000_000,
+                          trades_per_minute=1000, warm=False) as sim:
+        last = {s: sim.market.recent_trades(sim.market.specs[s], sim.now_ms(), 1)[0].id for s in ("BTCUSDT", "ETHUSDT")}
+        sim.advance(600)  # ~10,000 trades each: ten pages each to reach the present
+        # 100 weight: two closing latest-trades requests are kept aside, one page of 1000 each is left
+        items = walk(sim, last, weight=100)
+        for item in items:
+            asked = [(p, q.get("fromId")) for p, q in sim.requests if q.get("symbol") == item.symbol]
+            assert asked == [("/api/v3/historicalTrades", str(last[item.symbol] + 1)), ("/api/v3/trades", None)]
+            [gap] = item.new_gaps
+            newest = sim.market.recent_trades(sim.market.specs[item.symbol], sim.now_ms(), 1)[0].id
+            assert (gap.after_trade_id, gap.before_trade_id, gap.reason) == (last[item.symbol] + 1000,
+                                                                               newest - 999, "budget")
+            ids = page_ids(item)
+            assert ids[:1000] == list(range(last[item.symbol] + 1, last[item.symbol] + 1001))
+            assert item.weight == 50 and item.error is None and item.transformed is not None
+
+
+def test_the_walk_fills_an_open_gap_first_and_reports_how_far_it_got():
+    from binance_cdc.extract import load as pg_load
+    from simulator import BinanceSimulator
+
+    with BinanceSimulator(symbols=("BTCUSDT",), dead_symbols=(), start_ms=1_700_000_000_000,
+                          trades_per_minute=1000, warm=False) as sim:
+        newest = sim.market.recent_trades(sim.market.specs["BTCUSDT"], sim.now_ms(), 1)[0].id
+        gap = pg_load.TradeGap("BTCUSDT", newest - 5000, newest - 2000, 2999, "budget", filled_count=999)
+        [item] = walk(sim, {"BTCUSDT": newest}, weight=10_000, gaps={"BTCUSDT": [gap]})
+        assert item.fills == [pg_load.GapFill("BTCUSDT", newest - 5000, 2000, True)]  # the rest of it, closed
+        assert page_ids(item)[:2000] == list(range(newest - 4000, newest - 2000))
+        assert item.new_gaps == [] and page_ids(item)[-1] <= newest  # then the head: nothing new
+
+
+def test_the_walk_names_ids_binance_no_longer_serves():
+    from simulator import BinanceSimulator
+
+    with BinanceSimulator(symbols=("BTCUSDT",), dead_symbols=(), start_ms=1_700_000_000_000, history_hours=1,
+                          trades_per_minute=100, warm=False) as sim:
+        oldest = sim.market.trades_from(sim.market.specs["BTCUSDT"], 0, sim.now_ms(), 1)[0].id
+        [item] = walk(sim, {"BTCUSDT": oldest - 101}, weight=10_000)
+        [gap] = item.new_gaps
+        assert (gap.after_trade_id, gap.before_trade_id, gap.missed_count, gap.reason) == (
+            oldest - 101, oldest, 100, "history_limit")
+        ids = page_ids(item)
+        assert ids == list(range(oldest, oldest + len(ids))) and len(ids) > 5000

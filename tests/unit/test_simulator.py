@@ -428,3 +428,71 @@ def test_hundred_symbols_concurrently():
         assert [r.status_code for r in statuses] == [200] * 100
         assert all(len(r.json()) == (0 if n == "MATICUSDT" else 5) for n, r in zip(names, statuses))
         assert sim.weight_used == 25 * 100
+
+
+# ---- historicalTrades, the busy market, the market-data-only host, memo mode ------------------------------
+
+
+def test_historical_trades_from_id_ascending_contiguous_and_equal_to_recent_trades(sim):
+    recent = ok(sim, "/api/v3/trades", symbol="BTCUSDT", limit=1000)
+    from_id = recent[100]["id"]
+    page = ok(sim, "/api/v3/historicalTrades", symbol="BTCUSDT", fromId=from_id, limit=50)
+    assert page == recent[100:150]  # the same trades, oldest first, starting at fromId
+    assert [t["id"] for t in page] == list(range(from_id, from_id + 50))
+    assert len(ok(sim, "/api/v3/historicalTrades", symbol="BTCUSDT", fromId=from_id)) == 500  # default limit
+    assert len(ok(sim, "/api/v3/historicalTrades", symbol="BTCUSDT", fromId=recent[0]["id"] - 5000, limit=1500)) == 1000
+    assert ok(sim, "/api/v3/historicalTrades", symbol="BTCUSDT", limit=3) == recent[-3:]  # no fromId: most recent
+    past_newest = ok(sim, "/api/v3/historicalTrades", symbol="BTCUSDT", fromId=recent[-1]["id"] + 1)
+    assert past_newest == []
+    sim.advance(120)
+    later = ok(sim, "/api/v3/historicalTrades", symbol="BTCUSDT", fromId=recent[-1]["id"] + 1, limit=1000)
+    assert later and later[0]["id"] == recent[-1]["id"] + 1
+
+
+def test_historical_trades_weight_and_errors(sim):
+    resp = get(sim, "/api/v3/historicalTrades", symbol="BTCUSDT", fromId="1", limit="1000")
+    assert resp.status_code == 200 and resp.headers["X-MBX-USED-WEIGHT-1M"] == "25"
+    for params, code in (
+        ({"symbol": "BTCUSDT", "fromId": "-1"}, -1100),
+        ({"symbol": "BTCUSDT", "fromId": "12x"}, -1100),
+        ({"symbol": "BTCUSDT", "limit": "-5"}, -1100),
+        ({"symbol": "NOPEUSDT"}, -1121),
+        ({"symbol": "btcusdt"}, -1100),
+        ({}, -1102),
+    ):
+        bad = get(sim, "/api/v3/historicalTrades", **params)
+        assert (bad.status_code, bad.json()["code"]) == (400, code), params
+    assert "'fromId'" in get(sim, "/api/v3/historicalTrades", symbol="BTCUSDT", fromId="x").json()["msg"]
+
+
+def test_history_starts_at_the_first_trade_of_the_simulated_listing(sim):
+    oldest = ok(sim, "/api/v3/historicalTrades", symbol="ETHUSDT", fromId=0, limit=5)
+    assert len(oldest) == 5 and oldest[0]["id"] > 0
+    assert ok(sim, "/api/v3/historicalTrades", symbol="ETHUSDT", fromId=oldest[0]["id"], limit=5) == oldest
+
+
+def test_busy_market_holds_thousands_of_trades_per_cron_interval():
+    with BinanceSimulator(symbols=("BTCUSDT",), dead_symbols=(), start_ms=START_MS, trades_per_minute=1200,
+                          warm=False) as busy:
+        before = ok(busy, "/api/v3/trades", symbol="BTCUSDT", limit=1)[0]["id"]
+        busy.advance(300)
+        after = ok(busy, "/api/v3/trades", symbol="BTCUSDT", limit=1)[0]["id"]
+        assert 4000 < after - before < 8000
+
+
+def test_market_data_only_host_does_not_serve_historical_trades():
+    with BinanceSimulator(symbols=SYMBOLS, start_ms=START_MS, market_data_only=True, warm=False) as host:
+        missing = get(host, "/api/v3/historicalTrades", symbol="BTCUSDT", fromId="1")
+        assert missing.status_code == 404 and missing.json()["code"] == -1000
+        assert get(host, "/api/v3/trades", symbol="BTCUSDT", limit="5").status_code == 200
+        assert get(host, "/api/v3/klines", symbol="BTCUSDT", interval="30m").status_code == 200
+
+
+def test_memo_mode_serves_the_first_answer_from_memory_and_still_charges_weight():
+    with BinanceSimulator(symbols=SYMBOLS, start_ms=START_MS, memo=True, warm=False) as memo:
+        first = get(memo, "/api/v3/trades", symbol="BTCUSDT", limit="5")
+        memo.advance(120)  # the market moves on, the memo does not
+        second = get(memo, "/api/v3/trades", symbol="BTCUSDT", limit="5")
+        assert first.content == second.content and second.headers["X-MBX-USED-WEIGHT-1M"] == "25"
+        stats = requests.get(memo.url + "/_sim/stats", timeout=5).json()
+        assert stats["memoAnswers"] == 1 and stats["cpuSeconds"] > 0

@@ -7,11 +7,23 @@ import pytest
 from binance_cdc.datasets import DEFAULT_SYMBOLS
 from binance_cdc.extract.cycle import ConfigError, validate_symbols
 from binance_cdc.extract.transforms import invalid_symbols
+from binance_cdc.settings import load_settings
 
 
-def test_default_symbols_are_the_original_ten_and_valid():
-    assert len(DEFAULT_SYMBOLS) == 10 and "MATICUSDT" in DEFAULT_SYMBOLS
-    assert validate_symbols(DEFAULT_SYMBOLS) == DEFAULT_SYMBOLS
+def test_the_symbols_a_run_extracts_by_default_are_the_original_ten_and_valid():
+    """What production reads: BINANCE_SYMBOLS unset -> settings.binance.symbols."""
+    symbols = load_settings("binance", env={}).binance.symbols
+    assert symbols == DEFAULT_SYMBOLS
+    assert len(symbols) == 10 and "MATICUSDT" in symbols
+    assert validate_symbols(symbols) == symbols
+
+
+def test_the_simulator_knows_every_default_symbol_and_serves_them_by_default():
+    from simulator import BinanceSimulator
+    from simulator.symbols import KNOWN
+
+    assert set(KNOWN) == set(DEFAULT_SYMBOLS)  # real tick/lot sizes for each default symbol
+    assert BinanceSimulator(start_ms=1_700_000_000_000, warm=False).symbols == DEFAULT_SYMBOLS
 
 
 @pytest.mark.parametrize("good", ["BTCUSDT", "1000SATSUSDT", "BTC-USD", "A_B.C", "X" * 20])

@@ -121,23 +121,43 @@ def test_naive_server_time_is_rejected():
         transforms.transform(ds.LATEST_PRICES, [], symbol=None, server_time=datetime(2024, 1, 1))
 
 
+FIXTURE_OF_SHAPE = {
+    "objects": "trades.json", "book": "depth.json", "candles": "klines.json", "tickers": None,
+}
+TICKER_FIXTURES = {"/api/v3/ticker/24hr": "ticker_24hr.json", "/api/v3/ticker/price": "ticker_price.json"}
+
+
+def recorded_answer(dataset):
+    """A recorded answer of the dataset's endpoint (tests/fixtures/binance/)."""
+    name = FIXTURE_OF_SHAPE[dataset.shape] or TICKER_FIXTURES[dataset.endpoint]
+    return fixture(name)
+
+
 @pytest.mark.parametrize("dataset", list(ds.DATASETS.values()), ids=lambda d: d.name)
-def test_every_dataset_has_a_transform_and_copy_text_keeps_exact_values(dataset):
-    assert dataset.name in transforms.TRANSFORMS
-    names = {
-        "recent_trades": "trades.json", "order_book": "depth.json", "klines": "klines.json",
-        "daily_ticker": "ticker_24hr.json", "latest_prices": "ticker_price.json",
-    }
-    out = transforms.transform(dataset, fixture(names[dataset.name]), symbol="BNBBTC", server_time=SERVER_TIME)
+def test_every_dataset_transforms_a_recorded_answer_and_copy_text_keeps_exact_values(dataset):
+    out = transforms.transform(dataset, recorded_answer(dataset), symbol="BNBBTC", server_time=SERVER_TIME)
     assert out.rows
     text = pg_load.copy_buffer(out.rows, dataset).getvalue()
     assert text == pg_load.copy_buffer(out.rows).getvalue()
-    assert "e-" not in text.lower() or dataset.name == "latest_prices"  # no float-style exponents
+    assert "e-" not in text.lower() and "e+" not in text.lower()  # no float-style exponents
     for row in out.rows:
         for value in row:
             assert not isinstance(value, float)
             if isinstance(value, datetime):
                 assert value.tzinfo is not None and value.utcoffset().total_seconds() == 0
+
+
+@pytest.mark.parametrize("dataset", list(ds.DATASETS.values()), ids=lambda d: d.name)
+def test_tiny_and_zero_decimals_are_copied_in_fixed_point_with_their_scale(dataset):
+    """str(Decimal("0.00000001")) is "1E-8": the COPY text must still read 0.00000001, scale 8."""
+    row = transforms.transform(dataset, recorded_answer(dataset), symbol="BNBBTC", server_time=SERVER_TIME).rows[0]
+    decimals = [i for i, c in enumerate(dataset.columns) if c.kind == "decimal"]
+    assert decimals
+    for tiny, text in ((Decimal("0.00000001"), "0.00000001"), (Decimal("0E-8"), "0.00000000"),
+                       (Decimal("-1.5E-7"), "-0.00000015")):
+        changed = tuple(tiny if i in decimals else v for i, v in enumerate(row))
+        fields = pg_load.copy_buffer([changed], dataset).getvalue().rstrip("\n").split("\t")
+        assert [fields[i] for i in decimals] == [text] * len(decimals)
 
 
 def test_copy_text_format():
@@ -159,6 +179,8 @@ def test_dedupe_and_compared_columns_follow_datasets():
 
 
 def test_trade_gap_is_missed_trades_not_quiet_symbol():
-    gaps = pg_load.find_trade_gaps({"A": 100, "B": 100, "C": 100}, {"A": 101, "B": 100, "C": 150, "D": 5})
-    assert gaps == [pg_load.TradeGap("C", 100, 150, 49)]
+    gaps = pg_load.find_trade_gaps({"A": 100, "B": 100, "C": 100}, {"A": 101, "B": 100, "C": 150, "D": 5},
+                                   pg_load.GAP_NOT_SERVED)
+    assert gaps == [pg_load.TradeGap("C", 100, 150, 49, pg_load.GAP_NOT_SERVED)]
+    assert gaps[0].next_id == 101 and gaps[0].open_count == 49
     assert pg_load.find_trade_gaps({"A": 100}, {"A": 90}) == []  # overlap: nothing missed
