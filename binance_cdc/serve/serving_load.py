@@ -77,7 +77,7 @@ def _decimal(value: Any) -> str:
     sign, digits, exponent = value.as_tuple()
     if -exponent > MAX_NUMERIC_SCALE or len(digits) + exponent > MAX_NUMERIC_INT_DIGITS:
         raise RowError(f"decimal with {len(digits)} digits and exponent {exponent} is beyond NUMERIC's range")
-    return str(value)
+    return format(value, "f")  # fixed point, scale kept: the same text extract.load writes
 
 
 def _integer(value: Any) -> str:

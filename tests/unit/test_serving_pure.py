@@ -97,6 +97,8 @@ def test_copy_text_is_exact_and_utc():
     fields = line.rstrip("\n").split("\t")
     assert fields[2] == "67012.34000000" and fields[5] == "2026-04-01T00:00:04.123000+00"
     assert fields[6:8] == ["t", "f"] and fields[13] == r"\N" and not rejected
+    tiny = serving_load.copy_text(datasets.RECENT_TRADES, [trade_row(price=Decimal("1E-8"))], rejected).getvalue()
+    assert tiny.split("\t")[2] == "0.00000001"
 
 
 @pytest.mark.parametrize("row,reason", [
