@@ -138,6 +138,7 @@ def rowwise(settings: Settings, session, keyspace: str, conn, schema: str) -> fl
     """The original bridge: SELECT * (paged by the driver), one INSERT ... ON CONFLICT DO NOTHING a row,
     into a table like the serving one (keyed, indexed, logged), one commit at the end."""
     from cassandra.query import SimpleStatement  # the session returns named tuples, as the original read them
+    from cassandra.util import Date
 
     from stack import postgres as stack_postgres
 
@@ -152,7 +153,8 @@ def rowwise(settings: Settings, session, keyspace: str, conn, schema: str) -> fl
     n = 0
     with conn.cursor() as cur:
         for row in session.execute(statement):
-            cur.execute(insert, tuple(row))
+            # The driver's Date for a CQL date: psycopg2 knows datetime.date.
+            cur.execute(insert, tuple(v.date() if isinstance(v, Date) else v for v in row))
             n += 1
     conn.commit()
     seconds = time.perf_counter() - began

@@ -98,21 +98,34 @@ def behind_seconds(progress: dict[uuid.UUID, cassandra_read.Progress], now: date
     return max(0.0, (now - max(p.batch_completed_at for p in progress.values())).total_seconds())
 
 
-def _load_table(cur, schema: str, dataset: Dataset, pages, page_size: int, result: TableResult,
-                checked: list[tuple] | None) -> None:
-    """Stage the pages read from Cassandra (COPY in chunks of about page_size rows), stage the keys, merge.
-    `checked`: the keys re-read (incremental), or None after a full scan."""
-    serving_load.create_staging(cur, schema, dataset)
-    chunk: list = []
-    rejected: list[Rejected] = []
+def _texts(dataset: Dataset, pages, result: TableResult, rejected: list[Rejected]):
     for page in pages:
         result.rows_read += len(page)
-        chunk.extend(page)
-        if len(chunk) >= page_size:
-            serving_load.copy_rows(cur, dataset, serving_load.copy_text(dataset, chunk, rejected))
-            chunk = []
-    if chunk:
-        serving_load.copy_rows(cur, dataset, serving_load.copy_text(dataset, chunk, rejected))
+        yield serving_load.copy_text(dataset, page, rejected).getvalue()
+
+
+def _load_table(cur, schema: str, dataset: Dataset, read_pages, result: TableResult,
+                checked: list[tuple] | None) -> None:
+    """Stream the rows read from Cassandra into staging with one COPY, stage the keys, merge.
+    `checked`: the keys re-read (incremental), or None after a full scan. A full copy into an empty
+    serving table (the first run) COPYs straight into it: nothing there to merge with or delete."""
+    rejected: list[Rejected] = []
+    if checked is None and serving_load.is_empty(cur, schema, dataset):
+        cur.execute("SAVEPOINT bridge_direct")
+        try:
+            serving_load.copy_rows(cur, dataset, serving_load.ChunkStream(_texts(dataset, read_pages(), result, rejected)),
+                                   table=sql.Identifier(schema, dataset.name))
+            cur.execute("RELEASE SAVEPOINT bridge_direct")
+            result.upserted += result.rows_read - len(rejected)
+            result.rejected.extend(rejected)
+            return
+        except Exception as exc:  # noqa: BLE001 - a row the checks let through: the staged path isolates it
+            cur.execute("ROLLBACK TO SAVEPOINT bridge_direct")
+            log.warning("serving %s: direct COPY failed (%s); reading again through staging", dataset.name,
+                        str(exc).strip().splitlines()[0])
+            result.rows_read, rejected = 0, []
+    serving_load.create_staging(cur, schema, dataset)
+    serving_load.copy_rows(cur, dataset, serving_load.ChunkStream(_texts(dataset, read_pages(), result, rejected)))
     result.rejected.extend(rejected)
     # A rejected row still exists in Cassandra: its older serving copy must not be deleted as missing.
     if checked is None:
@@ -196,8 +209,8 @@ def _run(conn, session, settings: Settings, full: bool, report: RunReport, start
         if report.mode == "full":
             for dataset in DATASETS.values():
                 result = report.tables[dataset.name] = TableResult(rejected=[])
-                pages = cassandra_read.scan_table(session, keyspace, dataset, page_size)
-                _load_table(cur, schema, dataset, pages, page_size, result, None)
+                _load_table(cur, schema, dataset,
+                            lambda d=dataset: cassandra_read.scan_table(session, keyspace, d, page_size), result, None)
         else:
             marked: dict[str, dict[tuple, set[tuple]]] = {}
             for stream_id, p in progress.items():
@@ -215,8 +228,9 @@ def _run(conn, session, settings: Settings, full: bool, report: RunReport, start
                     continue
                 report.partitions += len(partitions)
                 checked = [(*partition, *key) for partition, keys in partitions.items() for key in keys]
-                pages = cassandra_read.read_rows(session, keyspace, dataset, partitions, page_size)
-                _load_table(cur, schema, dataset, pages, page_size, result, checked)
+                _load_table(cur, schema, dataset,
+                            lambda d=dataset, p=partitions: cassandra_read.read_rows(session, keyspace, d, p, page_size),
+                            result, checked)
         write_cursors(cur, schema, progress)
         report.behind_s = behind_seconds(progress, datetime.now(timezone.utc))
         serving_load.record_rejects(cur, schema, report.rejected)

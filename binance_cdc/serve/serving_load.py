@@ -165,10 +165,33 @@ def create_staging(cur, schema: str, dataset: Dataset) -> None:
         staging_name(dataset, "keys"), keys))
 
 
-def copy_rows(cur, dataset: Dataset, buf: io.StringIO, what: str = "rows") -> None:
+def copy_rows(cur, dataset: Dataset, buf, what: str = "rows", table: sql.Composable | None = None) -> None:
+    """COPY into the staging table `what` (or into `table`); `buf` is a file or a ChunkStream."""
     names = columns(dataset) if what == "rows" else key_columns(dataset)
     cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN").format(
-        staging_name(dataset, what), sql.SQL(", ").join(map(sql.Identifier, names))).as_string(cur.connection), buf)
+        table if table is not None else staging_name(dataset, what),
+        sql.SQL(", ").join(map(sql.Identifier, names))).as_string(cur.connection), buf)
+
+
+class ChunkStream:
+    """A file for COPY over an iterator of text chunks: one COPY streams a whole table while the scan
+    threads keep reading, instead of one COPY statement per page."""
+
+    def __init__(self, chunks: Iterable[str]) -> None:
+        self._chunks = iter(chunks)
+
+    def read(self, size: int = -1) -> str:
+        for chunk in self._chunks:
+            if chunk:
+                return chunk
+        return ""
+
+    readline = read
+
+
+def is_empty(cur, schema: str, dataset: Dataset) -> bool:
+    cur.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(schema, dataset.name)))
+    return cur.fetchone()[0]
 
 
 def upsert_statement(schema: str, dataset: Dataset) -> sql.Composed:
