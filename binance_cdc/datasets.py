@@ -83,7 +83,7 @@ class Column:
 
 @dataclass(frozen=True)
 class Weight:
-    """The documented request weight of one call (binance_api.md §3.2).
+    """The documented request weight of one call (Binance Spot API documentation, per endpoint).
 
     `one`: a fixed weight, or the weight of a call with `symbol=`. Otherwise `by` names what the tiers
     count: "limit" (the `limit` parameter, `default_limit` when absent) or "symbols" (names in `symbols=`);
@@ -196,6 +196,17 @@ class Dataset:
     @property
     def topic_suffix(self) -> str:
         return f"binance.{self.name}"
+
+    @property
+    def event_time(self) -> str:
+        """The column saying when the data happened: what bounds it in time (its bucket source, else its
+        only time column)."""
+        if self.bucket_source:
+            return self.bucket_source
+        times = [c.name for c in self.columns if c.kind == "timestamp"]
+        if len(times) != 1:
+            raise ValueError(f"{self.name}: no bucket_source and {len(times)} time columns: name its event time")
+        return times[0]
 
     @property
     def sequence_column(self) -> str | None:

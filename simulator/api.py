@@ -1,7 +1,7 @@
 """The Binance market-data endpoints: parameter validation with Binance's error codes, and JSON shapes.
 
 `answer(market, path, params, now_ms, time_mult)` returns the JSON-able payload of a GET request or
-raises `ApiError(status, code, msg)`. Validation follows binance_api.md §5-§6: `symbol` must match
+raises `ApiError(status, code, msg)`. Validation follows the Binance Spot API documentation (parameters and error codes): `symbol` must match
 `^[A-Z0-9-_.]{1,20}$` (else -1100), `symbols` must be a compact JSON array of such names (else -1100),
 duplicates -1151, unknown -1121, missing mandatory -1102, empty -1105, bad interval -1120.
 historicalTrades: `fromId` must match `^[0-9]{1,20}$` (else -1100), answers at most `limit` (default 500,

@@ -1,7 +1,7 @@
 """Injectable faults: a FIFO of (fault, path, symbol, remaining count) consumed by matching requests.
 
 Fault names: "429", "418", "451", "500", "503", "timeout", "truncated", "unknown_symbol". Error bodies
-follow Binance's wording (binance_api.md §2.3); the 451 body is Binance's restricted-location answer.
+follow Binance's documented wording; the 451 body is Binance's restricted-location answer.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Request weights and the IP rate limiter on the virtual clock.
 
 Weights are not restated here: `request_weight` charges what binance_cdc.datasets declares for each
-endpoint (`ENDPOINT_WEIGHTS`, binance_api.md §3.2), the same description the extractor budgets with.
+endpoint (`ENDPOINT_WEIGHTS`, as Binance documents them), the same description the extractor budgets with.
 
 Windows are fixed and clock-aligned (one per virtual minute). A request that takes the minute's weight
 over the limit is answered 429 with `Retry-After` = seconds to the next window; after `ban_after`

@@ -32,6 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping
 
+from binance_cdc.datasets import DATASETS
 from binance_cdc.serve import dashboard as dash
 from binance_cdc.serve.grafana_sql import TemplateVariable, TimeRange, calculate_interval, expand, rfc3339nano
 
@@ -49,8 +50,7 @@ RC = {
     "savefig.facecolor": "white", "path.simplify": False, "svg.hashsalt": "binance",
 }
 
-ALL_TABLES = {"recent_trades": "trade_time", "klines": "open_time", "daily_ticker": "close_time",
-              "order_book": "captured_at", "latest_prices": "observed_at"}
+ALL_TABLES = {d.name: d.event_time for d in DATASETS.values()}
 
 
 @dataclass(frozen=True)
