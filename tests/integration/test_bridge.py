@@ -273,3 +273,35 @@ def test_script_exit_codes(world):
     bad = subprocess.run([sys.executable, "pg_cassandra_bridge.py"], cwd=PROJECT_ROOT, capture_output=True, text=True,
                          env={**os.environ, **env, "BRIDGE_PAGE_SIZE": "zero"}, timeout=60)
     assert bad.returncode == 2 and "BRIDGE_PAGE_SIZE" in bad.stderr
+
+
+def test_follow_copies_each_new_change_and_stops_cleanly(world):
+    import signal
+
+    world.batch((PRICES, "r", price_row("BTCUSDT", "1.00")))
+    env = {**os.environ, "CASSANDRA_KEYSPACE": world.keyspace, "SERVING_SCHEMA": world.schema, "BRIDGE_INTERVAL_S": "0.5"}
+    follower = subprocess.Popen([sys.executable, "pg_cassandra_bridge.py", "--follow"], cwd=PROJECT_ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def price_served(expected: str, timeout: float = 60) -> float:
+            began = time.monotonic()
+            while time.monotonic() - began < timeout:
+                row = world.serving_rows(PRICES).get(("BTCUSDT",))
+                if row is not None and str(row[1]) == expected:
+                    return time.monotonic() - began
+                time.sleep(0.2)
+            raise AssertionError(f"price {expected} not served within {timeout}s")
+
+        price_served("1.00")
+        world.batch((PRICES, "u", price_row("BTCUSDT", "2.50")))
+        assert price_served("2.50") < 30
+        world.batch((PRICES, "d", price_row("BTCUSDT", "2.50")))
+        began = time.monotonic()
+        while ("BTCUSDT",) in world.serving_rows(PRICES):
+            assert time.monotonic() - began < 30, "delete not served"
+            time.sleep(0.2)
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        out, _ = follower.communicate(timeout=60)
+    assert follower.returncode == 0, out
+    assert "mode=incremental" in out and "stopped" in out
