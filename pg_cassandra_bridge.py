@@ -39,7 +39,7 @@ import sys
 import threading
 
 from binance_cdc.serve.bridge import EXIT_CONFIG, EXIT_LOCKED, SETTINGS_GROUPS, run
-from binance_cdc.settings import SettingsError, load_dotenv_file, load_settings
+from binance_cdc.settings import script_settings
 
 log = logging.getLogger("pg_cassandra_bridge")
 
@@ -50,14 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--follow", action="store_true", help="repeat every BRIDGE_INTERVAL_S until stopped")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The driver warns at every connect that it negotiated the protocol version down: noise for cron logs.
-    logging.getLogger("cassandra.cluster").setLevel(logging.ERROR)
-    load_dotenv_file()
-    try:
-        settings = load_settings(*SETTINGS_GROUPS)
-    except SettingsError as exc:
-        log.error("%s", exc)
+    settings = script_settings(*SETTINGS_GROUPS, level=args.log_level)
+    if settings is None:
         return EXIT_CONFIG
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

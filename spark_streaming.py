@@ -41,7 +41,7 @@ import logging
 import os
 import sys
 
-from binance_cdc.settings import SettingsError, load_dotenv_file, load_settings
+from binance_cdc.settings import script_settings
 from binance_cdc.stream.job import SETTINGS_GROUPS, run
 from binance_cdc.stream.spark_session import launched_by_spark_submit
 
@@ -55,14 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--master", default=None, help="Spark master when not given by spark-submit "
                                                        "(default local[2,3]: two cores, 3 attempts per task)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("py4j").setLevel(logging.WARNING)
-    load_dotenv_file()
-    try:
-        settings = load_settings(*SETTINGS_GROUPS)
-    except SettingsError as exc:
-        log.error("%s", exc)
+    settings = script_settings(*SETTINGS_GROUPS, level=args.log_level)
+    if settings is None:
         return 2
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     if not launched_by_spark_submit():
         # Local Python workers must run this interpreter (its venv has cassandra-driver), not `python3`.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

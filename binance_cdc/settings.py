@@ -408,3 +408,20 @@ def check_declarations() -> list[str]:
         if declared != expected:
             problems.append(f"group {group}: variables give {declared}, {cls.__name__} has {expected}")
     return problems
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def script_settings(*groups: str, level: str = "INFO") -> Settings | None:
+    """A script's first steps: logging, `.env`, the settings of `groups`. On a configuration problem it
+    logs every missing or invalid variable by name and returns None (the script then exits 2)."""
+    import logging
+
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    load_dotenv_file()
+    try:
+        return load_settings(*groups)
+    except SettingsError as exc:
+        logging.getLogger("settings").error("%s", exc)
+        return None

@@ -155,8 +155,6 @@ def run(settings: Settings, full: bool = False) -> RunReport:
     began = time.monotonic()
     started_at = datetime.now(timezone.utc)
     report = RunReport()
-    schema = settings.serving.schema
-    page_size = settings.bridge.page_size
     try:
         conn = postgres_conn.connect(settings.serving, settings.bridge_login, "pg_cassandra_bridge")
     except Exception as exc:  # noqa: BLE001 - psycopg2.OperationalError and friends, reported by name

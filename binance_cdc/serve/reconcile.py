@@ -29,7 +29,7 @@ from psycopg2 import sql
 from binance_cdc import postgres_conn
 from binance_cdc.datasets import DATASETS, Dataset
 from binance_cdc.serve import cassandra_read
-from binance_cdc.settings import Settings, SettingsError, load_dotenv_file, load_settings
+from binance_cdc.settings import Settings, script_settings
 
 log = logging.getLogger("reconcile")
 
@@ -198,14 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Compare Postgres binance, Cassandra and the serving tables.")
     parser.add_argument("--settle", type=float, default=60.0, help="seconds to let in-flight changes settle")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("cassandra").setLevel(logging.ERROR)
-    load_dotenv_file()
-    try:
-        settings = load_settings(*SETTINGS_GROUPS)
-    except SettingsError as exc:
-        log.error("%s", exc)
+    settings = script_settings(*SETTINGS_GROUPS)
+    if settings is None:
         return 2
+    logging.getLogger("cassandra").setLevel(logging.ERROR)
     stores = open_stores(settings)
     try:
         diffs = reconcile(stores, args.settle, on_wait=lambda names: log.info(

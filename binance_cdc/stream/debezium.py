@@ -31,7 +31,6 @@ from typing import Any
 from binance_cdc import datasets
 from binance_cdc.datasets import Dataset
 from binance_cdc.values import (  # the exact rules shared with the extractor; re-exported for callers
-    EPOCH,
     INT_RANGES,
     epoch_to_datetime,
     exact_bool,
