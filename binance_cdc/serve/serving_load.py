@@ -72,12 +72,16 @@ def _text(value: Any) -> str:
 
 
 def _decimal(value: Any) -> str:
-    if not isinstance(value, Decimal) or not value.is_finite():
-        raise RowError(f"expected a finite decimal, got {value!r}")
-    sign, digits, exponent = value.as_tuple()
-    if -exponent > MAX_NUMERIC_SCALE or len(digits) + exponent > MAX_NUMERIC_INT_DIGITS:
-        raise RowError(f"decimal with {len(digits)} digits and exponent {exponent} is beyond NUMERIC's range")
-    return format(value, "f")  # fixed point, scale kept: the same text extract.load writes
+    if value.__class__ is not Decimal:
+        raise RowError(f"expected a decimal, got {value!r}")
+    text = format(value, "f")  # fixed point, scale kept: the same text extract.load writes
+    if not text[-1].isdigit():
+        raise RowError(f"{value!r} is not a finite number")
+    if len(text) > MAX_NUMERIC_SCALE:  # only then can it be beyond NUMERIC's range (checked exactly here)
+        sign, digits, exponent = value.as_tuple()
+        if -exponent > MAX_NUMERIC_SCALE or len(digits) + exponent > MAX_NUMERIC_INT_DIGITS:
+            raise RowError(f"decimal with {len(digits)} digits and exponent {exponent} is beyond NUMERIC's range")
+    return text
 
 
 def _integer(value: Any) -> str:
