@@ -342,6 +342,13 @@ class Settings:
     def __reduce__(self):
         return (Settings, (self._groups,))
 
+    def value(self, env: str) -> Any:
+        """The parsed value of one variable by its environment name (a Secret stays a Secret)."""
+        var = next((v for v in VARIABLES if v.env == env), None)
+        if var is None:
+            raise KeyError(f"no variable {env} is declared")
+        return getattr(self.group(var.group), var.field)
+
     postgres: PostgresSettings = property(lambda self: self.group("postgres"))  # type: ignore[assignment]
     postgres_app: Credentials = property(lambda self: self.group("postgres_app"))  # type: ignore[assignment]
     replication: Credentials = property(lambda self: self.group("replication"))  # type: ignore[assignment]

@@ -104,7 +104,7 @@ def start(settings) -> None:
     log.info("connect: starting REST on %s:%s, plugins from %s", host, port, PLUGIN_PATH)
     argv = ["env", "-u", "COLUMNS", JAVA, *HEAP, *JVM_FLAGS, f"-Dlog4j2.configurationFile={LOG4J2_FILE}",
             "-cp", CLASSPATH, "org.apache.kafka.connect.cli.ConnectDistributed", str(config)]
-    provided = {name: settings.secret(name.lower()) for name in PROVIDED_ENV}
+    provided = {name: settings.value(name).reveal() for name in PROVIDED_ENV}
     process.spawn(NAME, argv, env=provided, cwd=PROJECT)
 
 

@@ -114,3 +114,11 @@ def test_env_file_is_created_with_random_passwords_and_completed_later(tmp_path)
 
 def test_group_types_cover_every_group():
     assert set(GROUP_TYPES) == {v.group for v in VARIABLES}
+
+
+def test_a_variable_by_its_environment_name():
+    settings = load_settings(env=SECRETS)
+    assert settings.value("PG_PORT") == 55432
+    assert settings.value("PG_REPLICATION_PASSWORD").reveal() == "s3cret-pg_replication_password"
+    with pytest.raises(KeyError, match="NOPE"):
+        settings.value("NOPE")
