@@ -14,10 +14,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-packages up down status clean test test-unit demo bench simulator bridge reconcile \
-	psql cqlsh
+	psql cqlsh charts
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 setup: system-packages .venv/.installed .local/lib/.installed .env  ## install everything (safe to rerun)
 
@@ -75,6 +75,9 @@ bridge: up  ## one bridge run: new Cassandra changes -> the serving tables Grafa
 
 reconcile: up  ## compare Postgres, Cassandra and the serving tables exactly; non-zero exit on any drift
 	$(PY) -m binance_cdc.serve.reconcile
+
+charts: up  ## the dashboard's panels as PNGs in docs/charts (the same SQL as Grafana, as the Grafana role)
+	$(PY) -m binance_cdc.serve.charts --out docs/charts
 
 psql: up  ## a psql shell on schemas serving and binance as the read-only role
 	@$(PY) -m stack.shells psql
