@@ -94,13 +94,18 @@ def _typed(dataset: Dataset, names: Sequence[str], raw: Any, what: str) -> tuple
         elif kind == "decimal":
             out.append(Decimal(value))
         elif kind == "timestamp":
-            moment = datetime.fromisoformat(value)
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 raise ValueError(f"{dataset.name}: {what} time {value!r} has no UTC offset")
             out.append(moment)
         else:
             raise ValueError(f"{dataset.name}: key column {name} of kind {kind} is not supported")
     return tuple(out)
+
+
+def decode_key(dataset: Dataset, names: Sequence[str], values: Sequence[str]) -> tuple:
+    """Typed values of key columns `names` from their text (as stored here, or as Cassandra renders them)."""
+    return _typed(dataset, names, list(values), "key")
 
 
 def decode_partition_key(dataset: Dataset, text: str) -> tuple:

@@ -101,7 +101,14 @@ def behind_seconds(progress: dict[uuid.UUID, cassandra_read.Progress], now: date
 def _texts(dataset: Dataset, pages, result: TableResult, rejected: list[Rejected]):
     for page in pages:
         result.rows_read += len(page)
-        yield serving_load.copy_text(dataset, page, rejected).getvalue()
+        yield serving_load.copy_rendered(dataset, page, rejected).getvalue()
+
+
+def _typed_key(dataset: Dataset, names, values) -> tuple:
+    try:
+        return change_log.decode_key(dataset, names, values)
+    except ValueError:
+        return tuple(values)  # a key Postgres cannot hold is in no serving table: nothing to keep
 
 
 def _load_table(cur, schema: str, dataset: Dataset, read_pages, result: TableResult,
@@ -131,7 +138,8 @@ def _load_table(cur, schema: str, dataset: Dataset, read_pages, result: TableRes
     if checked is None:
         keys = [r.key_values for r in rejected]
     else:
-        bad = {tuple(change_log.encode_key(r.key_values)) for r in rejected}
+        names = serving_load.key_columns(dataset)
+        bad = {tuple(change_log.encode_key(_typed_key(dataset, names, r.key_values))) for r in rejected}
         keys = [k for k in checked if tuple(change_log.encode_key(k)) not in bad]
     if keys:
         serving_load.copy_rows(cur, dataset, serving_load.keys_text(dataset, keys), "keys")
@@ -208,7 +216,8 @@ def _run(conn, session, settings: Settings, full: bool, report: RunReport, start
             for dataset in DATASETS.values():
                 result = report.tables[dataset.name] = TableResult(rejected=[])
                 _load_table(cur, schema, dataset,
-                            lambda d=dataset: cassandra_read.scan_table(session, keyspace, d, page_size), result, None)
+                            lambda d=dataset: cassandra_read.scan_table(session, keyspace, d, page_size, as_text=True),
+                            result, None)
         else:
             marked: dict[str, dict[tuple, set[tuple]]] = {}
             for stream_id, p in progress.items():
@@ -227,7 +236,8 @@ def _run(conn, session, settings: Settings, full: bool, report: RunReport, start
                 report.partitions += len(partitions)
                 checked = [(*partition, *key) for partition, keys in partitions.items() for key in keys]
                 _load_table(cur, schema, dataset,
-                            lambda d=dataset, p=partitions: cassandra_read.read_rows(session, keyspace, d, p, page_size),
+                            lambda d=dataset, p=partitions: cassandra_read.read_rows(session, keyspace, d, p, page_size,
+                                                                            as_text=True),
                             result, checked)
         write_cursors(cur, schema, progress)
         report.behind_s = behind_seconds(progress, datetime.now(timezone.utc))

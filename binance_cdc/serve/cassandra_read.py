@@ -8,7 +8,8 @@
 - `scan_table`: every row of a table, split into token ranges read in parallel threads, page by page
   (what `--full` and reconcile use).
 Rows are plain tuples in `Dataset.cql_columns` order (tuple_factory: the driver's compiled decoding,
-no named tuples). Timestamps come back naive in UTC; decimals as exact Decimals.
+no named tuples). Typed (reconcile): timestamps come back naive in UTC, decimals as exact Decimals. As text
+(the bridge): Cassandra renders every value, which the bridge hands to COPY as it is.
 """
 
 from __future__ import annotations
@@ -67,12 +68,17 @@ def read_marks(session, keyspace: str, stream_id: uuid.UUID, after_batch: int, u
     return {t: dict(p) for t, p in out.items()}
 
 
-def select_columns(dataset: Dataset) -> str:
-    return ", ".join(dataset.cql_columns)
+def select_columns(dataset: Dataset, as_text: bool = False) -> str:
+    """The columns in Dataset.cql_columns order; `as_text`: every non-text column rendered by Cassandra
+    itself (CAST(... AS text): decimals as Java's exact BigDecimal text, times ISO-8601 UTC), so Python
+    only passes strings on instead of building a Decimal and a datetime per value."""
+    if not as_text:
+        return ", ".join(dataset.cql_columns)
+    return ", ".join(c if k == "text" else f"CAST({c} AS text)" for c, k in dataset.cql_columns.items())
 
 
 def read_rows(session, keyspace: str, dataset: Dataset, marked: dict[tuple, set[tuple]],
-              page_size: int) -> Iterator[list[tuple]]:
+              page_size: int, as_text: bool = False) -> Iterator[list[tuple]]:
     """The current rows at the marked keys, one list per request (absent keys: deleted since)."""
     from cassandra.concurrent import execute_concurrent_with_args
 
@@ -80,7 +86,8 @@ def read_rows(session, keyspace: str, dataset: Dataset, marked: dict[tuple, set[
     clustering = dataset.cql_clustering_key
     if clustering:
         where += f" AND ({', '.join(clustering)}) IN ?" if len(clustering) > 1 else f" AND {clustering[0]} IN ?"
-    statement = session.prepare(f"SELECT {select_columns(dataset)} FROM {keyspace}.{dataset.name} WHERE {where}")
+    statement = session.prepare(f"SELECT {select_columns(dataset, as_text)} FROM {keyspace}.{dataset.name} "
+                                f"WHERE {where}")
     statement.fetch_size = page_size
     args = []
     for partition, keys in marked.items():
@@ -104,13 +111,13 @@ def token_ranges(splits: int = TOKEN_SPLITS) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def scan_table(session, keyspace: str, dataset: Dataset, page_size: int,
-               threads: int = SCAN_THREADS, splits: int = TOKEN_SPLITS) -> Iterator[list[tuple]]:
+def scan_table(session, keyspace: str, dataset: Dataset, page_size: int, threads: int = SCAN_THREADS,
+               splits: int = TOKEN_SPLITS, as_text: bool = False) -> Iterator[list[tuple]]:
     """Every row of the table, as pages, read by `threads` threads over token ranges."""
     pk = ", ".join(dataset.cql_partition_key)
-    first = session.prepare(f"SELECT {select_columns(dataset)} FROM {keyspace}.{dataset.name} "
+    first = session.prepare(f"SELECT {select_columns(dataset, as_text)} FROM {keyspace}.{dataset.name} "
                             f"WHERE token({pk}) >= ? AND token({pk}) <= ?")
-    rest = session.prepare(f"SELECT {select_columns(dataset)} FROM {keyspace}.{dataset.name} "
+    rest = session.prepare(f"SELECT {select_columns(dataset, as_text)} FROM {keyspace}.{dataset.name} "
                            f"WHERE token({pk}) > ? AND token({pk}) <= ?")
     for s in (first, rest):
         s.fetch_size = page_size

@@ -140,9 +140,44 @@ def keys_text(dataset: Dataset, keys: Iterable[Sequence[Any]]) -> io.StringIO:
     lines = []
     for key in keys:
         try:
-            lines.append("\t".join(f(v) for f, v in zip(fmts, key)))
+            # Keys from the marks are typed; keys of rejected rows read as text are Cassandra's text.
+            lines.append("\t".join(_text(v) if v.__class__ is str else f(v) for f, v in zip(fmts, key)))
         except RowError:
             continue
+    return io.StringIO("\n".join(lines) + ("\n" if lines else ""))
+
+
+def _decimal_text(value: Any) -> str:
+    """A decimal as Cassandra renders it (BigDecimal text, exact, maybe with an exponent)."""
+    if value.__class__ is not str:
+        raise RowError(f"expected a decimal's text, got {value!r}")
+    if len(value) > 40 or "E" in value:  # short plain text cannot leave NUMERIC's range: check the rest exactly
+        _decimal(Decimal(value))
+    return value
+
+
+def _rendered(value: Any) -> str:
+    if value.__class__ is not str:
+        raise RowError(f"expected Cassandra's text of the value, got {value!r}")
+    return value
+
+
+RENDERED: dict[str, Callable[[Any], str]] = {
+    "text": _text, "decimal": _decimal_text, "bigint": _rendered, "int": _rendered, "timestamp": _rendered,
+    "boolean": _rendered, "date": _rendered,
+}
+
+
+def copy_rendered(dataset: Dataset, rows: Iterable[Sequence[Any]], rejected: list[Rejected]) -> io.StringIO:
+    """COPY text of rows Cassandra rendered as text (cassandra_read with as_text): only text columns need
+    escaping; a row Postgres cannot hold goes to `rejected`."""
+    fmts = [RENDERED[kind] for kind in dataset.cql_columns.values()]
+    lines = []
+    for row in rows:
+        try:
+            lines.append("\t".join([r"\N" if v is None else f(v) for f, v in zip(fmts, row)]))
+        except (RowError, ArithmeticError) as exc:
+            rejected.append(Rejected(dataset.name, key_text(dataset, row), str(exc), key_of(dataset, row)))
     return io.StringIO("\n".join(lines) + ("\n" if lines else ""))
 
 

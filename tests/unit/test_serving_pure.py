@@ -151,3 +151,16 @@ def test_compare_names_missing_extra_and_differing_keys():
     assert not diff.missing["serving"] and diff.checksums["postgres"] == diff.checksums["serving"]
     same = reconcile.compare("t", {"postgres": pg, "cassandra": dict(pg), "serving": dict(pg)})
     assert same.clean and len(set(same.checksums.values())) == 1
+
+
+def test_rendered_rows_pass_through_with_text_escaped_and_limits_checked():
+    # As Cassandra renders them with CAST(... AS text): exact BigDecimal text, ISO times in UTC.
+    row = ("BTC\tUSDT", "7", "67012.34000000", "1.00E-8", "0.00067012", "2026-04-01T00:00:04.123Z", "true", "false",
+           "2026-04-01", "u", "123", "2026-04-01T00:00:04.123Z", "2026-04-01T00:00:04.128Z", None,
+           "2026-04-01T00:00:05.000Z")
+    rejected = []
+    fields = serving_load.copy_rendered(datasets.RECENT_TRADES, [row], rejected).getvalue().rstrip("\n").split("\t")
+    assert fields[0] == "BTC\\tUSDT" and fields[2] == "67012.34000000" and fields[3] == "1.00E-8"
+    assert fields[13] == r"\N" and not rejected
+    bad = serving_load.copy_rendered(datasets.RECENT_TRADES, [row[:2] + ("1E+200000",) + row[3:]], rejected)
+    assert bad.getvalue() == "" and "NUMERIC" in rejected[0].reason and rejected[0].key_values[2] == "7"
