@@ -8,8 +8,9 @@ that cannot be decoded, or whose values Cassandra cannot hold exactly (a timesta
 millisecond), or that cannot be written (a decimal of more digits than the Cassandra driver converts, a
 scale beyond int32, a row larger than MAX_WRITE_BYTES, anything the driver refuses to bind), becomes a row
 of `dead_letters` with the raw bytes and the reason: no single message can stop the stream (issue 9).
-A dead letter must itself be writable whatever the message held (Cassandra refuses a request over
-native_transport_max_message_size, 4 MiB with our commitlog_segment_size): key and payload are stored
+A dead letter must itself be writable whatever the message held (our Cassandra refuses a request over
+4 MiB: "CQL Message of size ... exceeds allowed maximum of 4194304 bytes", and its commitlog_segment_size
+of 8 MiB caps a mutation at 4 MiB as well): key and payload are stored
 whole up to DEAD_LETTER_MAX_KEY / DEAD_LETTER_MAX_PAYLOAD bytes and cut there beyond, always with their
 full size and sha256 (kafka_key_size/_sha256, payload_size/_sha256), so a cut payload can be fetched again
 from Kafka by (topic, partition, kafka_offset) while retention lasts and checked against the digest; the
@@ -50,8 +51,9 @@ DEAD_LETTER_COLUMNS = {
 }
 DEAD_LETTER_KEY = ("topic", "received_date", "partition", "kafka_offset")
 MAX_BATCH_STATEMENTS = 50  # one partition per batch; small enough to stay under batch_size_warn
-# Cassandra refuses a request larger than native_transport_max_message_size (4 MiB on our stack, whose
-# commitlog_segment_size of 8 MiB also caps a mutation at 4 MiB). Every request stays well below:
+# Cassandra refuses a request over its native transport message limit (4 MiB on our stack, whose
+# commitlog_segment_size of 8 MiB also caps a mutation at 4 MiB; a cluster may allow less). Every request
+# stays well below:
 MAX_WRITE_BYTES = 1 << 20  # one row's bound values; a larger row becomes a dead letter
 MAX_BATCH_BYTES = 1 << 20  # a batch's bound values (estimated); a batch is cut before it grows beyond
 DEAD_LETTER_MAX_PAYLOAD = 1 << 20  # bytes of the value kept in a dead letter; the rest is cut
