@@ -3,7 +3,8 @@
 One streaming query reads the five topics `<TOPIC_PREFIX>.binance.<table>` and, in each micro-batch, decodes
 and writes on the executors (binance_cdc.stream.debezium + binance_cdc.stream.sink): upserts and deletes carry
 `USING TIMESTAMP <source LSN>`, so the later Postgres change always wins and replays are harmless;
-tombstones are skipped and counted; undecodable messages go to `dead_letters`. Offsets live in the durable
+tombstones are skipped and counted; messages that cannot be decoded or written go to `dead_letters` (no single
+message stops the stream; see binance_cdc.stream.sink). Offsets live in the durable
 checkpoint SPARK_CHECKPOINT_DIR: a restart resumes where the last committed batch ended.
 Each batch logs its counts per topic (rows by op, tombstones, dead letters) and the Kafka lag
 (maxOffsetsBehindLatest). A failed query is logged and the job exits with status 1.

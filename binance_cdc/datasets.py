@@ -57,7 +57,7 @@ CDC_COLUMNS: dict[str, str] = {
     "cdc_source_lsn": "bigint",  # source.lsn: also the Cassandra write timestamp, so the later LSN wins
     "cdc_source_ts": "timestamp",  # source.ts_ms: commit time in Postgres
     "cdc_event_ts": "timestamp",  # envelope ts_ms: when Debezium processed the change
-    "cdc_tx_id": "text",  # transaction.id when present, else source.txId
+    "cdc_tx_id": "text",  # source.txId, the Postgres transaction id (never the transaction block's "<txId>:<lsn>")
     "cdc_written_at": "timestamp",  # when the row reached Cassandra
 }
 

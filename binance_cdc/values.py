@@ -29,29 +29,44 @@ DECIMAL_TEXT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 INT_RANGES = {"int": (-(2 ** 31), 2 ** 31 - 1), "bigint": (-(2 ** 63), 2 ** 63 - 1)}
 
 
+BRIEF_CHARS = 80
+
+
+def brief(raw: Any, limit: int = BRIEF_CHARS) -> str:
+    """repr() of a value cut to `limit` characters: error messages (and so dead-letter reasons and logs) stay
+    small whatever a message holds; the full value is in the dead letter's payload."""
+    text = repr(raw)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
 def exact_decimal(raw: Any) -> Decimal:
     """A decimal string, Decimal or int as an exact, finite Decimal (scale kept)."""
     if isinstance(raw, str):
         if not DECIMAL_TEXT.match(raw):
-            raise ValueError(f"not a decimal number: {raw!r}")
-        return Decimal(raw)  # digits, one point, an exponent: always finite
+            raise ValueError(f"not a decimal number: {brief(raw)}")
+        try:
+            return Decimal(raw)  # digits, one point, an exponent: finite, exact (construction never rounds)
+        except ArithmeticError:  # an exponent beyond what Decimal can hold
+            raise ValueError(f"decimal exponent out of range: {brief(raw)}") from None
     elif isinstance(raw, (Decimal, int)) and not isinstance(raw, bool):
         value = Decimal(raw)
     else:
-        raise TypeError(f"expected a decimal string, got {raw!r}")
+        raise TypeError(f"expected a decimal string, got {brief(raw)}")
     return finite(value, raw)
 
 
 def finite(value: Decimal, raw: Any) -> Decimal:
     if not value.is_finite():
-        raise ValueError(f"{raw!r} is not a finite number (Cassandra decimal cannot hold it)")
+        raise ValueError(f"{brief(raw)} is not a finite number (Cassandra decimal cannot hold it)")
     return value
 
 
 def exact_int(kind: str, raw: Any) -> int:
     """A JSON integer (never a bool) within the range of `kind` ("int" or "bigint")."""
     if isinstance(raw, bool) or not isinstance(raw, int):
-        raise TypeError(f"expected an integer, got {raw!r}")
+        raise TypeError(f"expected an integer, got {brief(raw)}")
     low, high = INT_RANGES[kind]
     if not low <= raw <= high:
         raise ValueError(f"{raw} is out of range for {kind}")
@@ -60,13 +75,19 @@ def exact_int(kind: str, raw: Any) -> int:
 
 def exact_bool(raw: Any) -> bool:
     if not isinstance(raw, bool):
-        raise TypeError(f"expected true/false, got {raw!r}")
+        raise TypeError(f"expected true/false, got {brief(raw)}")
     return raw
 
 
 def exact_text(raw: Any) -> str:
     if not isinstance(raw, str):
-        raise TypeError(f"expected a string, got {raw!r}")
+        raise TypeError(f"expected a string, got {brief(raw)}")
+    try:
+        # JSON's \ud800 escapes give lone surrogates: no UTF-8 exists for them, so Postgres could not have
+        # sent one and the Cassandra driver would fail the whole write batch encoding it.
+        raw.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"text is not valid Unicode ({exc.reason} at {exc.start})") from None
     return raw
 
 
@@ -85,9 +106,9 @@ def parse_iso_utc(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"unparsable time {text!r}") from None
+        raise ValueError(f"unparsable time {brief(text)}") from None
     if moment.tzinfo is None:
-        raise ValueError(f"time {text!r} has no UTC offset")
+        raise ValueError(f"time {brief(text)} has no UTC offset")
     return moment.astimezone(timezone.utc)
 
 

@@ -5,7 +5,16 @@ whatever order the writes arrive in, so replayed micro-batches, restarts and dup
 neither resurrect an old value nor add a row. c/r/u upsert the whole row from `after`; d deletes the key
 computed from `before` (bucket included). Tombstones (null values) are counted and skipped. A message
 that cannot be decoded, or whose values Cassandra cannot hold exactly (a timestamp finer than a
-millisecond), becomes a row of `dead_letters` with the raw bytes and the reason.
+millisecond), or that cannot be written (a decimal of more digits than the Cassandra driver converts, a
+scale beyond int32, a row larger than MAX_WRITE_BYTES, anything the driver refuses to bind), becomes a row
+of `dead_letters` with the raw bytes and the reason: no single message can stop the stream (issue 9).
+A dead letter must itself be writable whatever the message held (our Cassandra refuses a request over
+4 MiB: "CQL Message of size ... exceeds allowed maximum of 4194304 bytes", and its commitlog_segment_size
+of 8 MiB caps a mutation at 4 MiB as well): key and payload are stored
+whole up to DEAD_LETTER_MAX_KEY / DEAD_LETTER_MAX_PAYLOAD bytes and cut there beyond, always with their
+full size and sha256 (kafka_key_size/_sha256, payload_size/_sha256), so a cut payload can be fetched again
+from Kafka by (topic, partition, kafka_offset) while retention lasts and checked against the digest; the
+reason is cut to MAX_ERROR_CHARS.
 Consequence of LSN timestamps: when Postgres is re-initialised (LSNs start low again) the Cassandra
 tables must be truncated as well.
 
@@ -18,11 +27,14 @@ a batch's writes it marks the partitions they touched in `changed_partitions` fo
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import sys
 import threading
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Iterable, Iterator
 
 from binance_cdc import change_log, datasets
@@ -35,9 +47,20 @@ DEAD_LETTER_TABLE = "dead_letters"
 DEAD_LETTER_COLUMNS = {
     "topic": "text", "received_date": "date", "partition": "int", "kafka_offset": "bigint",
     "kafka_key": "blob", "payload": "blob", "error": "text", "received_at": "timestamp",
+    "kafka_key_size": "bigint", "kafka_key_sha256": "text", "payload_size": "bigint", "payload_sha256": "text",
 }
 DEAD_LETTER_KEY = ("topic", "received_date", "partition", "kafka_offset")
 MAX_BATCH_STATEMENTS = 50  # one partition per batch; small enough to stay under batch_size_warn
+# Cassandra refuses a request over its native transport message limit (4 MiB on our stack, whose
+# commitlog_segment_size of 8 MiB also caps a mutation at 4 MiB; a cluster may allow less). Every request
+# stays well below:
+MAX_WRITE_BYTES = 1 << 20  # one row's bound values; a larger row becomes a dead letter
+MAX_BATCH_BYTES = 1 << 20  # a batch's bound values (estimated); a batch is cut before it grows beyond
+DEAD_LETTER_MAX_PAYLOAD = 1 << 20  # bytes of the value kept in a dead letter; the rest is cut
+DEAD_LETTER_MAX_KEY = 64 << 10  # bytes of the key kept in a dead letter
+MAX_ERROR_CHARS = 2000
+# Cassandra decimal scale is a signed 32-bit int (the driver packs it with struct "i").
+CQL_SCALE_RANGE = (-(2 ** 31), 2 ** 31 - 1)
 DEFAULT_CONCURRENCY = 16
 COUNTERS = ("c", "r", "u", "d", "tombstone", "dead_letter")
 
@@ -60,12 +83,46 @@ class Write:
     topic: str
     offset: int
     clustering_key: tuple = ()
+    size: int = 0  # estimated bytes of the bound values (batches are cut by it)
+    message: Message | None = None  # the source message, for a dead letter if the driver refuses the row
+    op: str = ""  # c, r, u or d
 
 
 @dataclass(frozen=True)
 class DeadLetter:
     message: Message
     error: str
+
+    def params(self, received: datetime) -> tuple:
+        """Bind values in DEAD_LETTER_COLUMNS order: bounded whatever the message held (see module doc)."""
+        m = self.message
+        key, key_size, key_sha = _kept(m.key, DEAD_LETTER_MAX_KEY)
+        payload, payload_size, payload_sha = _kept(m.value, DEAD_LETTER_MAX_PAYLOAD)
+        error = self.error
+        cut: list[str] = []
+        if key_size is not None and key_size > len(key):
+            cut.append(f"key cut to {len(key)} of {key_size} bytes")
+        if payload_size is not None and payload_size > len(payload):
+            cut.append(f"payload cut to {len(payload)} of {payload_size} bytes (sha256 {payload_sha}; "
+                       f"the whole message is topic {m.topic} partition {m.partition} offset {m.offset})")
+        if cut:
+            error = f"{error} [{'; '.join(cut)}]"
+        return (m.topic, received.date(), m.partition, m.offset, key, payload, bounded_error(error), received,
+                key_size, key_sha, payload_size, payload_sha)
+
+
+def _kept(data: bytes | None, limit: int) -> tuple[bytes | None, int | None, str | None]:
+    """(the first `limit` bytes, full size, sha256 hex of the whole), or Nones for a null."""
+    if data is None:
+        return None, None, None
+    return data[:limit], len(data), hashlib.sha256(data).hexdigest()
+
+
+def bounded_error(text: str) -> str:
+    """A reason Cassandra can store: at most MAX_ERROR_CHARS, valid UTF-8 (lone surrogates escaped)."""
+    if len(text) > MAX_ERROR_CHARS:
+        text = f"{text[:MAX_ERROR_CHARS - 40]}... ({len(text)} characters)"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass
@@ -98,14 +155,49 @@ def key_columns(dataset: datasets.Dataset) -> tuple[str, ...]:
     return dataset.cql_partition_key + dataset.cql_clustering_key
 
 
-def to_write(change: Change, written_at: datetime, offset: int) -> Write:
+def cql_decimal(value: Decimal) -> Decimal:
+    """A decimal the Cassandra driver can write and read back: its int conversions (str of the unscaled
+    digits) stop at Python's int_max_str_digits (4300 by default; Postgres numeric holds up to 147,455
+    digits), and the scale must fit a signed 32-bit int."""
+    sign, digits, exponent = value.as_tuple()
+    limit = sys.get_int_max_str_digits()
+    if limit and len(digits) > limit:
+        raise ValueError(f"decimal of {len(digits)} digits: the Cassandra driver converts at most {limit} "
+                         "(Python's int_max_str_digits)")
+    if not CQL_SCALE_RANGE[0] <= -exponent <= CQL_SCALE_RANGE[1]:
+        raise ValueError(f"decimal scale {-exponent} does not fit Cassandra decimal's 32-bit scale")
+    return value
+
+
+def estimated_size(params: tuple) -> int:
+    """Bytes of the bound values, a little more than the driver serializes (text as UTF-8, a decimal's
+    digits packed about two per byte): what decides whether a row or a batch fits a request."""
+    total = 0
+    for v in params:
+        if isinstance(v, str):
+            total += len(v.encode("utf-8", "surrogatepass")) + 4
+        elif isinstance(v, (bytes, bytearray)):
+            total += len(v) + 4
+        elif isinstance(v, Decimal):
+            total += len(v.as_tuple().digits) // 2 + 12
+        else:
+            total += 12
+    return total
+
+
+def to_write(change: Change, written_at: datetime, offset: int, message: Message | None = None) -> Write:
     d = change.dataset
     for col in d.columns:
-        if col.kind == "timestamp" and change.row[col.name] is not None:
-            try:
-                millis(change.row[col.name])
-            except ValueError as exc:
-                raise DecodeError(f"{change.topic}: {col.name}: {exc}") from None
+        value = change.row[col.name]
+        if value is None:
+            continue
+        try:
+            if col.kind == "timestamp":
+                millis(value)
+            elif col.kind == "decimal":
+                cql_decimal(value)
+        except ValueError as exc:
+            raise DecodeError(f"{change.topic}: {col.name}: {exc}") from None
     key = change.cql_key()
     partition_key = tuple(key[c] for c in d.cql_partition_key)
     clustering_key = tuple(key[c] for c in d.cql_clustering_key)
@@ -114,7 +206,12 @@ def to_write(change: Change, written_at: datetime, offset: int) -> Write:
     else:
         row = change.cql_row(written_at)
         params = (*(row[c] for c in upsert_columns(d)), change.lsn)
-    return Write(d.name, change.is_delete, partition_key, params, change.topic, offset, clustering_key)
+    size = estimated_size(params)
+    if size > MAX_WRITE_BYTES:
+        raise DecodeError(f"{change.topic}: row of about {size} bytes exceeds the {MAX_WRITE_BYTES}-byte bound "
+                          "of one write (Cassandra refuses requests over 4 MiB)")
+    return Write(d.name, change.is_delete, partition_key, params, change.topic, offset, clustering_key,
+                 size, message, change.op)
 
 
 def plan(messages: Iterable[Message], written_at: datetime | None = None) -> Plan:
@@ -129,10 +226,15 @@ def plan(messages: Iterable[Message], written_at: datetime | None = None) -> Pla
             if isinstance(result, Tombstone):
                 counts[msg.topic]["tombstone"] += 1
                 continue
-            writes.append(to_write(result, written_at, msg.offset))
+            writes.append(to_write(result, written_at, msg.offset, msg))
             counts[msg.topic][result.op] += 1
         except DecodeError as exc:
-            dead.append(DeadLetter(msg, str(exc)))
+            dead.append(DeadLetter(msg, bounded_error(str(exc))))
+            counts[msg.topic]["dead_letter"] += 1
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the stream on one message either
+            log.exception("unexpected error decoding %s[%d]@%d", msg.topic, msg.partition, msg.offset)
+            dead.append(DeadLetter(msg, bounded_error(f"{msg.topic}: unexpected {type(exc).__name__} while "
+                                                      f"decoding: {exc}")))
             counts[msg.topic]["dead_letter"] += 1
     return Plan(writes, dead, dict(counts))
 
@@ -142,12 +244,25 @@ def now_millis() -> datetime:
     return now.replace(microsecond=now.microsecond - now.microsecond % 1000)
 
 
-def batches_by_partition(writes: list[Write], limit: int = MAX_BATCH_STATEMENTS) -> list[list[Write]]:
-    """Writes grouped per (table, partition key), cut into chunks of at most `limit` statements."""
+def batches_by_partition(writes: list[Write], limit: int = MAX_BATCH_STATEMENTS,
+                         max_bytes: int = MAX_BATCH_BYTES) -> list[list[Write]]:
+    """Writes grouped per (table, partition key), cut into chunks of at most `limit` statements and (unless
+    one write alone is larger) `max_bytes` estimated bytes."""
     groups: dict[tuple, list[Write]] = defaultdict(list)
     for w in writes:
         groups[(w.table, w.partition_key)].append(w)
-    return [group[i:i + limit] for group in groups.values() for i in range(0, len(group), limit)]
+    chunks: list[list[Write]] = []
+    for group in groups.values():
+        chunk: list[Write] = []
+        size = 0
+        for w in group:
+            if chunk and (len(chunk) >= limit or size + w.size > max_bytes):
+                chunks.append(chunk)
+                chunk, size = [], 0
+            chunk.append(w)
+            size += w.size
+        chunks.append(chunk)
+    return chunks
 
 
 class CassandraSink:
@@ -178,26 +293,52 @@ class CassandraSink:
     def statement(self, w: Write):
         return (self.deletes if w.delete else self.upserts)[w.table].bind(w.params)
 
+    def bind_all(self, p: Plan) -> list[tuple[Write, Any]]:
+        """(write, bound statement) for each write the driver accepts; a write it refuses to serialize (the
+        driver converts values at bind time), or whose serialized values exceed MAX_WRITE_BYTES, leaves the
+        plan and becomes a dead letter (the plan's counts follow). A net under plan()'s own checks."""
+        bound: list[tuple[Write, Any]] = []
+        kept: list[Write] = []
+        for w in p.writes:
+            try:
+                statement = self.statement(w)
+                size = sum(len(v) for v in statement.values if isinstance(v, (bytes, bytearray)))
+                if size > MAX_WRITE_BYTES:
+                    raise ValueError(f"row of {size} bytes exceeds the {MAX_WRITE_BYTES}-byte bound of one write")
+            except Exception as exc:  # noqa: BLE001 - one unwritable row must not fail the whole task
+                if w.message is None:
+                    raise
+                p.dead_letters.append(DeadLetter(w.message, bounded_error(
+                    f"{w.topic}: the Cassandra driver cannot write this row: {type(exc).__name__}: {exc}")))
+                counts = p.counts.setdefault(w.topic, Counter())
+                counts[w.op] -= 1
+                counts["dead_letter"] += 1
+                continue
+            kept.append(w)
+            bound.append((w, statement))
+        p.writes[:] = kept
+        return bound
+
     def apply(self, p: Plan, batch: change_log.BatchRef | None = None) -> None:
         """Write the plan; then, with `batch`, mark every partition it touched for the bridge. Marks come
-        only after the data writes succeeded: a mark the bridge reads always finds the data there."""
+        only after the data writes succeeded: a mark the bridge reads always finds the data there. Rows the
+        driver refuses become dead letters first (bind_all): `p` is updated in place."""
         from cassandra.concurrent import execute_concurrent
         from cassandra.query import BatchStatement, BatchType
 
+        statements = {id(w): statement for w, statement in self.bind_all(p)}
         requests = []
         for chunk in batches_by_partition(p.writes):
             if len(chunk) == 1:
-                requests.append((self.statement(chunk[0]), None))
+                requests.append((statements[id(chunk[0])], None))
                 continue
             grouped = BatchStatement(batch_type=BatchType.UNLOGGED)
             for w in chunk:
-                grouped.add(self.statement(w))
+                grouped.add(statements[id(w)])
             requests.append((grouped, None))
         received = now_millis()
         for dl in p.dead_letters:
-            m = dl.message
-            requests.append((self.dead_letter.bind((
-                m.topic, received.date(), m.partition, m.offset, m.key, m.value, dl.error, received)), None))
+            requests.append((self.dead_letter.bind(dl.params(received)), None))
         if requests:
             # raise_on_first_error: a failed write fails the Spark task, which retries the whole partition;
             # the LSN timestamps make that replay harmless.

@@ -3,6 +3,7 @@ the streaming job's pure configuration. No Cassandra, Kafka or Spark needed."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -99,3 +100,122 @@ def test_kafka_options_local_and_confluent_cloud():
     assert 'username="KEY" password="se\\"cret";' in cloud["kafka.sasl.jaas.config"]
     with pytest.raises(ValueError, match="KAFKA_SASL_USERNAME"):
         kafka_options(job_settings(KAFKA_SECURITY_PROTOCOL="SASL_SSL"))
+
+
+# --- issue 9, finding 2: no single message stops the stream; every dead letter can be written ---
+
+from binance_cdc.stream import sink as sink_module  # noqa: E402
+from binance_cdc.stream.sink import (  # noqa: E402
+    DEAD_LETTER_COLUMNS, DEAD_LETTER_MAX_KEY, DEAD_LETTER_MAX_PAYLOAD, MAX_ERROR_CHARS, MAX_WRITE_BYTES,
+    CassandraSink, DeadLetter,
+)
+
+TRADE = messages("recent_trades")[0]  # a snapshot read of one trade
+
+
+def trade_with(**after) -> bytes:
+    doc = json.loads(TRADE.value)
+    doc["after"].update(after)
+    return json.dumps(doc).encode()
+
+
+def trade_raw(old: str, new: str) -> bytes:
+    assert old in TRADE.value.decode()
+    return TRADE.value.decode().replace(old, new, 1).encode()
+
+
+# Each kind of poison, with what its reason must say (the recorded trade: compact JSON, price "0.00001000").
+POISON = {
+    "non-JSON": (b"not json at all", "malformed JSON in value"),
+    "non-UTF-8": (b"\xff\xfe\x00{", "malformed JSON in value"),
+    "empty": (b"", "malformed JSON in value"),
+    "JSON but no envelope": (b'"just a string"', "not a Debezium envelope"),
+    "wrong type": (trade_with(trade_id="9000000001"), "after.trade_id (bigint): expected an integer"),
+    "unknown op": (trade_raw('"op":"r"', '"op":"x"'), "unknown op 'x'"),
+    "integer in timestamptz": (trade_with(trade_time=1775001604123), "integer 1775001604123 in a time column"),
+    "JSON number in decimal": (trade_raw('"price":"0.00001000"', '"price":0.00001000'),
+                               "JSON number 0.00001000 in a decimal column"),
+    "5000-digit decimal": (trade_with(price="9" * 5000), "decimal of 5000 digits: the Cassandra driver converts"),
+    "scale beyond int32": (trade_with(price="1e-3000000000"), "does not fit Cassandra decimal's 32-bit scale"),
+    "huge JSON integer": (trade_raw('"trade_id":9000000001', '"trade_id":' + "9" * 5000), "5000 digits"),
+    "oversized row": (trade_with(symbol="S" * (2 * MAX_WRITE_BYTES)), "exceeds the 1048576-byte bound"),
+    "deep nesting": (b"[" * 100_000, "nested too deeply"),
+}
+
+
+@pytest.mark.parametrize("kind", list(POISON))
+def test_each_poison_kind_is_a_dead_letter_with_its_reason(kind):
+    value, reason = POISON[kind]
+    msg = Message(TRADE.topic, 0, 7, TRADE.key, value)
+    p = plan([msg, TRADE], WRITTEN)
+    assert [w.offset for w in p.writes] == [TRADE.offset]  # the valid message still goes through
+    (dead,) = p.dead_letters
+    assert dead.message is msg and reason in dead.error, dead.error
+    assert len(dead.error) <= MAX_ERROR_CHARS
+    assert p.counts[TRADE.topic]["dead_letter"] == 1
+
+
+def test_an_unexpected_error_in_the_decoder_is_a_dead_letter_not_a_crash(monkeypatch):
+    def broken(topic, key, value):
+        raise KeyError("a bug")
+    monkeypatch.setattr(sink_module, "decode", broken)
+    p = plan([TRADE], WRITTEN)
+    assert not p.writes and "unexpected KeyError while decoding" in p.dead_letters[0].error
+
+
+def test_a_dead_letter_of_a_huge_message_is_cut_with_its_size_and_digest():
+    value = b'{"op": "c", "after": "' + b"x" * (5 << 20) + b'"}'  # 5 MiB, as produced with gzip in issue 9
+    key = b"k" * (DEAD_LETTER_MAX_KEY + 10)
+    received = WRITTEN
+    params = dict(zip(DEAD_LETTER_COLUMNS, DeadLetter(Message("t", 2, 9, key, value), "why").params(received)))
+    assert params["payload"] == value[:DEAD_LETTER_MAX_PAYLOAD] and params["payload_size"] == len(value)
+    assert params["payload_sha256"] == hashlib.sha256(value).hexdigest()
+    assert params["kafka_key"] == key[:DEAD_LETTER_MAX_KEY] and params["kafka_key_size"] == len(key)
+    assert params["kafka_key_sha256"] == hashlib.sha256(key).hexdigest()
+    assert params["error"].startswith("why [key cut to 65536 of 65546 bytes; payload cut to 1048576 of ")
+    assert "partition 2 offset 9" in params["error"]
+    stored = sum(len(v) for v in params.values() if isinstance(v, (bytes, str)))
+    assert stored < 2 << 20  # far below Cassandra's 4 MiB request limit
+
+
+def test_a_small_dead_letter_is_whole_and_a_null_value_has_no_size():
+    params = dict(zip(DEAD_LETTER_COLUMNS, DeadLetter(Message("t", 0, 1, None, b"{"), "why").params(WRITTEN)))
+    assert (params["payload"], params["payload_size"], params["error"]) == (b"{", 1, "why")
+    assert params["kafka_key"] is params["kafka_key_size"] is params["kafka_key_sha256"] is None
+    long = DeadLetter(Message("t", 0, 1, None, b"{"), "\ud800" + "e" * 10_000).params(WRITTEN)
+    error = dict(zip(DEAD_LETTER_COLUMNS, long))["error"]
+    assert len(error) <= MAX_ERROR_CHARS + 10 and error.encode("utf-8")  # storable text
+
+
+def test_batches_are_cut_by_bytes_too():
+    writes = [Write("recent_trades", False, ("A", 1), (i,), "t", i, size=400_000) for i in range(7)]
+    assert [len(b) for b in batches_by_partition(writes)] == [2, 2, 2, 1]
+
+
+class _Bound:
+    def __init__(self, values):
+        self.values = values
+
+
+class _Prepared:
+    def bind(self, params):
+        if params[0] == "refuse":
+            raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
+        return _Bound([b"x" * params[1]])
+
+
+def test_rows_the_driver_refuses_or_that_serialize_too_large_become_dead_letters():
+    sink = object.__new__(CassandraSink)
+    sink.upserts, sink.deletes = {"recent_trades": _Prepared()}, {}
+    msg = lambda n: Message("t", 0, n, None, b"{}")  # noqa: E731
+    ok = Write("recent_trades", False, ("A",), ("fine", 10), "t", 1, message=msg(1), op="c")
+    refused = Write("recent_trades", False, ("A",), ("refuse", 10), "t", 2, message=msg(2), op="c")
+    large = Write("recent_trades", False, ("A",), ("big", MAX_WRITE_BYTES + 1), "t", 3, message=msg(3), op="u")
+    from collections import Counter
+    p = sink_module.Plan([ok, refused, large], [], {"t": Counter({"c": 2, "u": 1})})
+    bound = sink.bind_all(p)
+    assert [w for w, _ in bound] == p.writes == [ok]
+    assert [d.message.offset for d in p.dead_letters] == [2, 3]
+    assert "cannot write this row: ValueError: Exceeds the limit" in p.dead_letters[0].error
+    assert "exceeds the 1048576-byte bound" in p.dead_letters[1].error
+    assert dict(p.counts["t"]) == {"c": 1, "u": 0, "dead_letter": 2}

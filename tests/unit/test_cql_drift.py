@@ -87,3 +87,13 @@ def test_change_log_marks_expire_as_the_bridge_assumes():
 def test_parser_sees_a_drift():
     drifted = CQL_FILE.read_text().replace("    qty             decimal,", "    qty             double,")
     assert parse_tables(drifted)["recent_trades"]["columns"]["qty"] == "double"
+
+
+def test_dead_letters_migration_adds_exactly_the_columns_create_table_has_beyond_the_first_version():
+    # Installs made before issue 9 have the first eight columns; cql/ adds the rest idempotently.
+    first = ("topic", "received_date", "partition", "kafka_offset", "kafka_key", "payload", "error", "received_at")
+    alter = re.search(r"ALTER TABLE IF EXISTS binance_test\.dead_letters ADD IF NOT EXISTS \(([^)]*)\)",
+                      CQL_FILE.read_text())
+    assert alter, "the idempotent ALTER of dead_letters is missing from cql/01_tables.cql"
+    added = dict(part.split() for part in alter.group(1).split(","))
+    assert added == {c: t for c, t in DEAD_LETTER_COLUMNS.items() if c not in first}

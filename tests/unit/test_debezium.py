@@ -193,15 +193,37 @@ def test_time_logical_types(logical, raw):
     assert decode(topic, None, value).row["observed_at"] == datetime(2026, 4, 1, 0, 0, 1, 123000, tzinfo=UTC)
 
 
-def test_bare_integer_time_without_schema_is_microseconds():
-    assert convert_value("timestamp", 1775001601123456) == datetime(2026, 4, 1, 0, 0, 1, 123456, tzinfo=UTC)
+# Issue 9, finding 3: the plain layout is our connectors' encoding (ZonedTimestamp, decimal.handling.mode=
+# string). These two replaced tests that accepted a bare integer as microseconds and a JSON number as exact.
+@pytest.mark.parametrize("raw", [1775001601123456, 1775001601123])
+def test_bare_integer_time_without_schema_is_refused_not_read_as_microseconds(raw):
+    # 1775001601123 is 2026-04-01 in epoch milliseconds; read as microseconds it was 1970-01-21.
+    with pytest.raises(TypeError, match="integer .* in a time column without a schema"):
+        convert_value("timestamp", raw)
+    topic, doc = plain_event()
+    doc["after"]["trade_time"] = raw
+    assert "unit (ms, us, ns) is unknown" in error_of(topic, doc)
 
 
-def test_json_numbers_never_become_floats():
-    assert convert_value("decimal", Decimal("0.1")) == Decimal("0.1")
+def test_json_number_in_a_decimal_column_without_schema_is_refused():
     topic, doc = wrapped_snapshot("latest_prices")
     text = json.dumps(doc["payload"]).replace('"67012.34000000"', "67012.34000000")
-    assert str(decode(topic, None, text.encode()).row["price"]) == "67012.34000000"
+    with pytest.raises(DecodeError, match="JSON number 67012.34000000.* may have lost precision"):
+        decode(topic, None, text.encode())
+    with pytest.raises(TypeError, match="JSON number"):
+        convert_value("decimal", 5)
+
+
+def test_json_numbers_never_become_floats_under_a_numeric_decimal_schema():
+    # JsonConverter decimal.format=NUMERIC writes org.apache.kafka.connect.data.Decimal as a JSON number:
+    # exact, read at the schema's scale (trailing zeros restored), never through a float.
+    topic, doc = wrapped_snapshot("latest_prices")
+    schema = {"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "8"}}
+    value = with_field(doc, "price", schema, "PLACEHOLDER").replace(b'"PLACEHOLDER"', b"67012.34")
+    assert str(decode(topic, None, value).row["price"]) == "67012.34000000"
+    finer = with_field(doc, "price", schema, "PLACEHOLDER").replace(b'"PLACEHOLDER"', b"0.123456789")
+    with pytest.raises(DecodeError, match="does not fit the schema's scale 8"):
+        decode(topic, None, finer)
 
 
 # --- malformed input: every case is a DecodeError naming the topic and the cause ---
@@ -308,6 +330,109 @@ def test_times_outside_the_datetime_range_are_decode_errors_not_crashes(field):
         doc["source"]["ts_ms"] = huge
     elif field == "ts_ms":
         doc["ts_ms"] = huge
-    else:
-        doc["after"]["trade_time"] = huge
+    else:  # a bare integer time is refused without a schema (finding 3): give it its unit
+        topic, wrapped = wrapped_snapshot("recent_trades")
+        value = with_field(wrapped, "trade_time", {"type": "int64", "name": "io.debezium.time.MicroTimestamp"},
+                           huge)
+        assert "outside the datetime range" in error_of(topic, value)
+        return
     assert "outside the datetime range" in error_of(topic, doc)
+
+
+# --- issue 9, finding 3: only what the configured encodings produce, in the schema's units and precision ---
+
+def test_base64_decimals_keep_every_digit():
+    # numeric(38,18) at full precision: Decimal(unscaled).scaleb(-18) in Python's default context rounded
+    # this to 28 significant digits.
+    topic, doc = wrapped_snapshot("latest_prices")
+    unscaled = 12345678901234567890123456789012345678
+    value = with_field(doc, "price", {"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal",
+                                      "parameters": {"scale": "18", "connect.decimal.precision": "38"}},
+                       unscaled_b64(unscaled))
+    assert str(decode(topic, None, value).row["price"]) == "12345678901234567890.123456789012345678"
+    variable = with_field(doc, "price", {"type": "struct", "name": "io.debezium.data.VariableScaleDecimal"},
+                          {"scale": 18, "value": unscaled_b64(unscaled)})
+    assert str(decode(topic, None, variable).row["price"]) == "12345678901234567890.123456789012345678"
+
+
+def test_decimal_beyond_the_schemas_precision_is_refused():
+    topic, doc = wrapped_snapshot("latest_prices")
+    value = with_field(doc, "price", {"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal",
+                                      "parameters": {"scale": "2", "connect.decimal.precision": "5"}},
+                       unscaled_b64(1234567))
+    assert "more digits than the schema's precision 5" in error_of(topic, value)
+
+
+@pytest.mark.parametrize("schema, raw, reason", [
+    ({"type": "double"}, "PLACEHOLDER", "not an exact decimal encoding"),  # decimal.handling.mode=double
+    ({"type": "string"}, "PLACEHOLDER", "the schema says string"),  # a number where the schema says string
+    ({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal"}, "AQ==", "without a scale"),
+    ({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "x"}}, "AQ==",
+     "scale parameter is not an integer"),
+    ({"type": "struct", "name": "io.debezium.data.VariableScaleDecimal"}, {"scale": 1.5, "value": "AQ=="},
+     "expected an integer"),
+])
+def test_decimal_schemas_that_are_not_exact_are_refused(schema, raw, reason):
+    topic, doc = wrapped_snapshot("latest_prices")
+    value = with_field(doc, "price", schema, raw).replace(b'"PLACEHOLDER"', b"67012.34")
+    assert reason in error_of(topic, value)
+
+
+@pytest.mark.parametrize("schema, raw, reason", [
+    ({"type": "int64"}, 1775001601123, "expected io.debezium.time.ZonedTimestamp"),  # no logical type
+    ({"type": "int64", "name": "io.debezium.time.MicroTimestamp"}, "2026-04-01T00:00:01Z", "expected an epoch"),
+    ({"type": "int32", "name": "io.debezium.time.Date"}, 20544, "expected io.debezium.time.ZonedTimestamp"),
+])
+def test_time_schemas_decide_the_unit_or_refuse(schema, raw, reason):
+    topic, doc = wrapped_snapshot("latest_prices")
+    assert reason in error_of(topic, with_field(doc, "observed_at", schema, raw))
+
+
+def test_tx_id_is_source_txid_with_or_without_transaction_metadata():
+    topic, doc = plain_event()
+    plain = decode(topic, None, json.dumps(doc).encode())
+    doc["transaction"] = {"id": f"{doc['source']['txId']}:{doc['source']['lsn']}", "total_order": 1,
+                          "data_collection_order": 1}
+    with_metadata = decode(topic, None, json.dumps(doc).encode())
+    assert plain.tx_id == with_metadata.tx_id == str(doc["source"]["txId"])
+    doc["source"]["txId"] = "822"
+    assert "source.txId is not a non-negative integer" in error_of(topic, doc)
+
+
+# --- issue 9, finding 2: nothing a message holds makes the decoder crash or write an oversized reason ---
+
+def test_huge_integers_are_decode_errors_not_crashes():
+    topic, doc = plain_event()
+    text = json.dumps(doc).replace(str(doc["after"]["trade_id"]), "9" * 5000).encode()
+    assert "JSON integer of 5000 digits" in error_of(topic, text)
+
+
+def test_huge_base64_decimal_is_refused_before_conversion():
+    topic, doc = wrapped_snapshot("latest_prices")
+    value = with_field(doc, "price", {"type": "struct", "name": "io.debezium.data.VariableScaleDecimal"},
+                       {"scale": 0, "value": unscaled_b64(10 ** 20000)})
+    assert "more than 4096 bytes" in error_of(topic, value)
+
+
+def test_deeply_nested_json_is_a_decode_error_not_a_recursion_crash():
+    assert "nested too deeply" in error_of("binance.binance.klines", b"[" * 200_000)
+
+
+def test_lone_surrogate_text_is_refused():
+    topic, doc = plain_event()
+    text = json.dumps(doc).replace('"TCAPTUREUSDT"', '"\\ud800"', 1).encode()
+    assert "not valid Unicode" in error_of(topic, text)
+
+
+@pytest.mark.parametrize("column, bad", [("price", "1" * 100_000 + "x"), ("symbol", ["x" * 100_000]),
+                                         ("trade_time", "y" * 100_000)])
+def test_reasons_stay_short_whatever_the_value(column, bad):
+    topic, doc = plain_event()
+    doc["after"][column] = bad
+    assert len(error_of(topic, doc)) < 400
+
+
+def test_huge_exponent_is_a_decode_error():
+    topic, doc = plain_event()
+    doc["after"]["price"] = "1e9999999999999999999999"
+    assert "exponent out of range" in error_of(topic, doc)
