@@ -15,12 +15,16 @@ from datetime import datetime, timezone
 import signal
 import tempfile
 import threading
+import time
 import zipfile
 from pathlib import Path
 
 from binance_cdc.kafka_client import topics
 from binance_cdc.settings import PROJECT_ROOT, Settings
 from binance_cdc import change_log
+from binance_cdc.stream import checkpoint_lock
+from binance_cdc.stream.retry import Outage, StreamOutage, executor_window, first_line, is_sink_outage, \
+    is_transient
 from binance_cdc.stream.sink import COUNTERS, SinkTarget, end_offsets, summarize, write_partition
 
 log = logging.getLogger("spark_streaming")  # the job's log lines keep the script's name
@@ -58,7 +62,8 @@ def kafka_options(settings: Settings) -> dict[str, str]:
 
 def sink_target(settings: Settings) -> SinkTarget:
     """What the executors need to reach Cassandra, one typed value shipped inside the task closure."""
-    return SinkTarget(settings.cassandra, settings.cassandra_writer)
+    return SinkTarget(settings.cassandra, settings.cassandra_writer,
+                      window_s=executor_window(settings.spark.outage_limit_s))
 
 
 def checkpoint_location(settings: Settings) -> str:
@@ -123,7 +128,10 @@ class ProgressRecorder:
 
     def close(self) -> None:
         if self._session is not None:
-            self._session.cluster.shutdown()
+            try:
+                self._session.cluster.shutdown()
+            except Exception as exc:  # noqa: BLE001 - closing a broken session; a new one follows
+                log.debug("progress: shutdown failed: %s", exc)
             self._session = None
 
 
@@ -146,12 +154,66 @@ class StreamIdentity:
         return self._id
 
 
-def make_batch_writer(target: SinkTarget, progress: ProgressRecorder, identity: StreamIdentity):
+class Fatal:
+    """The outage that ended the stream, kept on the driver so run() logs it as one line instead of the
+    Python and Java stack traces Spark wraps around a failed foreachBatch."""
+
+    def __init__(self) -> None:
+        self.outage: StreamOutage | None = None
+
+
+def ride_out(call, outage: Outage, fatal: Fatal, what: str, sleep=time.sleep,
+             cleanup=lambda: None):
+    """call() until it succeeds; a failure caused by Cassandra being unreachable (an executor's
+    SinkUnavailable inside a failed Spark job, or a transient driver error) is retried after a backoff,
+    within the outage limit; past it, StreamOutage (kept in `fatal`) ends the query. Other failures are
+    raised at once. `cleanup` runs after each such failure (drops a broken session)."""
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not is_sink_outage(exc):
+                raise
+            cleanup()
+            try:
+                delay = outage.next_delay(exc if is_transient(exc) else _SinkFailure(exc))
+            except StreamOutage as end:
+                fatal.outage = end
+                raise
+            log.warning("%s: Cassandra unreachable; retry %d in %.1fs (outage %.0fs of the %.0fs limit, "
+                        "STREAM_OUTAGE_LIMIT_S)", what, outage.attempts, delay, outage.elapsed(), outage.limit_s)
+            sleep(delay)
+
+
+class _SinkFailure(Exception):
+    """A failed Spark job reduced to the executor's last error (the job's text is a long traceback):
+    what follows "last error: " on the SinkUnavailable line, e.g. "NoHostAvailable: ('Unable to ...')"."""
+
+    bare = True  # first_line() shows the message alone
+
+    def __init__(self, job_error: BaseException) -> None:
+        text = str(job_error)
+        at = text.rfind("SinkUnavailable: ")
+        line = text[at:].splitlines()[0] if at >= 0 else first_line(job_error)
+        cause = line.rfind("last error: ")
+        super().__init__(line[cause + len("last error: "):] if cause >= 0 else line)
+
+
+def make_batch_writer(target: SinkTarget, progress: ProgressRecorder, identity: StreamIdentity,
+                      outage_limit_s: float, fatal: Fatal):
     def write_batch(df, batch_id: int) -> None:
         batch = change_log.BatchRef(identity.get(), batch_id)
         rows = df.select(*KAFKA_COLUMNS).rdd
-        stats = rows.mapPartitions(lambda part: write_partition(part, target, batch)).collect()
-        progress.record(batch, end_offsets(stats))
+        # One outage budget per batch: the data writes (executors) and the progress record (driver)
+        # share it. Re-running a batch's writes is harmless: each carries its LSN as write timestamp.
+        outage = Outage("Cassandra", outage_limit_s)
+        stats = ride_out(lambda: rows.mapPartitions(lambda part: write_partition(part, target, batch)).collect(),
+                         outage, fatal, f"batch {batch_id}")
+        ride_out(lambda: progress.record(batch, end_offsets(stats)), outage, fatal, f"batch {batch_id} progress",
+                 cleanup=progress.close)
+        if outage.attempts:
+            log.info("batch %d: written after %d retries (Cassandra was unreachable for %.0fs)", batch_id,
+                     outage.attempts, outage.elapsed())
         totals = summarize(stats)
         processed = sum(sum(c.values()) for c in totals.values())
         for topic in sorted(totals):
@@ -183,22 +245,21 @@ def progress_listener():
             pass
 
         def onQueryTerminated(self, event) -> None:
-            if event.exception:
-                log.error("query terminated with an exception: %s", event.exception)
-            else:
-                log.info("query terminated")
+            # The cause is logged once, as one line, by run(); Spark logs the full trace already.
+            log.info("query terminated%s", " with an exception" if event.exception else "")
 
     return LagListener()
 
 
-def start_query(spark, settings: Settings, once: bool, progress: ProgressRecorder):
+def start_query(spark, settings: Settings, once: bool, progress: ProgressRecorder, fatal: Fatal):
     identity = StreamIdentity()
     reader = spark.readStream.format("kafka")
     for key, value in kafka_options(settings).items():
         reader = reader.option(key, value)
     writer = (reader.load().writeStream.queryName(APP_NAME)
               .option("checkpointLocation", checkpoint_location(settings))
-              .foreachBatch(make_batch_writer(sink_target(settings), progress, identity)))
+              .foreachBatch(make_batch_writer(sink_target(settings), progress, identity,
+                                              settings.spark.outage_limit_s, fatal)))
     writer = writer.trigger(availableNow=True) if once else \
         writer.trigger(processingTime=f"{settings.spark.trigger_seconds} seconds")
     query = writer.start()
@@ -235,6 +296,12 @@ def quiet_kafka_consumer_warning(spark) -> None:
 def run(settings: Settings, once: bool, master: str | None) -> int:
     from binance_cdc.stream.spark_session import build_session  # noqa: needs pyspark, kept local to run()
 
+    try:
+        # Held until this process ends (the kernel releases it even on kill -9); before Spark starts.
+        lock = checkpoint_lock.acquire(checkpoint_location(settings))
+    except checkpoint_lock.CheckpointInUse as exc:
+        log.error("refusing to start: %s", exc)
+        return 1
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -246,7 +313,8 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
     with tempfile.TemporaryDirectory(prefix="binance_cdc_job_") as tmp:
         spark.sparkContext.addPyFile(str(package_zip(Path(tmp))))
         progress = ProgressRecorder(sink_target(settings))
-        query = start_query(spark, settings, once, progress)
+        fatal = Fatal()
+        query = start_query(spark, settings, once, progress, fatal)
         try:
             if once:
                 query.awaitTermination()
@@ -255,7 +323,11 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
             failure = query.exception()
         except Exception as exc:  # StreamingQueryException from awaitTermination
             failure = exc
-        if failure is not None:
+        if fatal.outage is not None:
+            log.error("stream stopped: %s (STREAM_OUTAGE_LIMIT_S); restart it once Cassandra is back, it "
+                      "resumes from its checkpoint", fatal.outage)
+            status = 1
+        elif failure is not None:
             log.error("streaming query failed: %s", failure)
             status = 1
         else:
@@ -265,6 +337,8 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
             spark.stop()
         except Exception as exc:  # the JVM may already be gone (killed with the process group)
             log.warning("spark: stop failed: %s", exc)
+    if lock is not None:
+        lock.close()
     return status
 
 
