@@ -169,6 +169,7 @@ def ride_out(call, outage: Outage, fatal: Fatal, what: str, sleep=time.sleep,
     within the outage limit; past it, StreamOutage (kept in `fatal`) ends the query. Other failures are
     raised at once. `cleanup` runs after each such failure (drops a broken session)."""
     while True:
+        began = outage.clock()
         try:
             return call()
         except Exception as exc:
@@ -176,7 +177,7 @@ def ride_out(call, outage: Outage, fatal: Fatal, what: str, sleep=time.sleep,
                 raise
             cleanup()
             try:
-                delay = outage.next_delay(exc if is_transient(exc) else _SinkFailure(exc))
+                delay = outage.next_delay(exc if is_transient(exc) else _SinkFailure(exc), since=began)
             except StreamOutage as end:
                 fatal.outage = end
                 raise
@@ -324,8 +325,8 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
         except Exception as exc:  # StreamingQueryException from awaitTermination
             failure = exc
         if fatal.outage is not None:
-            log.error("stream stopped: %s (STREAM_OUTAGE_LIMIT_S); restart it once Cassandra is back, it "
-                      "resumes from its checkpoint", fatal.outage)
+            log.error("stream stopped (STREAM_OUTAGE_LIMIT_S=%g): %s; start it again once Cassandra is back "
+                      "(it resumes from its checkpoint)", settings.spark.outage_limit_s, fatal.outage)
             status = 1
         elif failure is not None:
             log.error("streaming query failed: %s", failure)

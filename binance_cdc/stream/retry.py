@@ -100,18 +100,21 @@ class Outage:
     def elapsed(self) -> float:
         return 0.0 if self.started is None else self.clock() - self.started
 
-    def next_delay(self, exc: BaseException) -> float:
+    def next_delay(self, exc: BaseException, since: float | None = None) -> float:
+        """`since`: when the failed attempt began (clock()); the outage is counted from there, so time a
+        failing call spent retrying on its own (an executor's window, Spark's task attempts) counts too."""
         now = self.clock()
         if self.started is None:
-            self.started = now
+            self.started = now if since is None else min(since, now)
             self._delays = self.backoff.delays()
         self.attempts += 1
         assert self._delays is not None
         delay = next(self._delays)
         elapsed = now - self.started
         if elapsed + delay > self.limit_s:
-            raise self.give_up(f"{self.what} unreachable for {elapsed:.0f}s after {self.attempts} attempts, "
-                               f"longer than the {self.limit_s:g}s limit; last error: {first_line(exc)}")
+            raise self.give_up(f"{self.what} unreachable for {elapsed:.0f}s ({self.attempts} attempt"
+                               f"{'' if self.attempts == 1 else 's'}), the next retry would pass the "
+                               f"{self.limit_s:g}s limit; last error: {first_line(exc)}")
         return delay
 
 

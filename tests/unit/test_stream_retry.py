@@ -94,7 +94,8 @@ def test_retry_gives_up_past_the_limit_with_one_line_naming_the_cause():
     with pytest.raises(StreamOutage) as raised:
         retry(call, Outage("Cassandra", 30, clock=clock), sleep=clock.sleep)
     message = str(raised.value)
-    assert "\n" not in message and "Cassandra unreachable for" in message and "30s limit" in message
+    assert "\n" not in message and "Cassandra unreachable for" in message
+    assert "the next retry would pass the 30s limit" in message
     assert "NoHostAvailable: ('Unable to connect to any servers'" in message
     assert sum(clock.slept) <= 30  # never sleeps past the limit
     assert clock.slept[-1] == 5.0  # the cap, not an ever-growing wait
@@ -139,8 +140,21 @@ def test_driver_ride_out_ends_with_the_executors_cause_and_keeps_it_for_the_exit
     with pytest.raises(StreamOutage):
         ride_out(call, Outage("Cassandra", 20, clock=clock), fatal, "batch 7", sleep=clock.sleep)
     line = str(fatal.outage)
-    assert line.startswith("Cassandra unreachable for ") and "20s limit" in line and "\n" not in line
+    assert line.startswith("Cassandra unreachable for ") and "pass the 20s limit" in line and "\n" not in line
     assert line.endswith("last error: NoHostAvailable: ('Unable to connect to any servers')")
+
+
+def test_the_outage_counts_from_the_start_of_the_attempt_that_failed():
+    clock = FakeClock()
+
+    def slow_failure():  # a Spark job whose executors retried for 25 s before it failed
+        clock.now += 25
+        raise SinkUnavailable("Cassandra unreachable for 8s (5 attempts) ...; last error: NoHostAvailable: x")
+
+    fatal = Fatal()
+    with pytest.raises(StreamOutage, match=r"unreachable for 25s \(1 attempt\), the next retry would pass the 20s"):
+        ride_out(slow_failure, Outage("Cassandra", 20, clock=clock), fatal, "batch 3", sleep=clock.sleep)
+    assert clock.slept == []  # no sleep past the limit
 
 
 def test_driver_ride_out_does_not_retry_other_failures():
@@ -199,7 +213,7 @@ def test_sink_gives_up_after_its_window_with_sink_unavailable(fake_concurrent, m
     from binance_cdc.stream import sink as sink_module
 
     monkeypatch.setattr(sink_module, "Outage", lambda *a, **k: Outage(*a, clock=clock, **k))
-    with pytest.raises(SinkUnavailable, match="Cassandra unreachable for .* 3s limit; last error: NoHostAvailable"):
+    with pytest.raises(SinkUnavailable, match="Cassandra unreachable for .* the 3s limit; last error: NoHostAvailable"):
         bare_sink(session, 3).execute([("w1", None)])
     assert sum(clock.slept) <= 3
 
