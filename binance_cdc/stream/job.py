@@ -4,6 +4,11 @@ spark_streaming.py is its thin command line. `run(settings, once, master)` build
 UTC), ships this package to the executors as a zip, starts one query over the five topics and waits for
 it; each micro-batch decodes and writes on the executors (binance_cdc.stream.sink.write_partition), then
 logs its counts per topic. Needs settings groups kafka, cassandra, cassandra_writer and spark.
+
+Outages: a batch whose writes failed because Cassandra was unreachable is run again with backoff
+(`ride_out`), so a Cassandra restart of up to STREAM_OUTAGE_LIMIT_S is ridden out without the job
+exiting; past it the job logs one line naming the cause and exits 1 (binance_cdc/stream/retry.py). Only
+one job runs per local checkpoint: a second one is refused before Spark starts (checkpoint_lock.py).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ Consequence of LSN timestamps: when Postgres is re-initialised (LSNs start low a
 tables must be truncated as well.
 
 `plan()` is pure (messages -> writes, dead letters, counts); `CassandraSink` prepares the statements once
-and executes writes as UNLOGGED batches of one partition each (bounded size) with bounded concurrency.
+and executes writes as UNLOGGED batches of one partition each (bounded size) with bounded concurrency;
+writes that fail because Cassandra is unreachable are resent with backoff for a short window, then the task
+fails with SinkUnavailable and the driver retries the batch (binance_cdc/stream/retry.py).
 `write_partition()` is what spark_streaming.py runs on each executor (needs cassandra-driver there); after
 a batch's writes it marks the partitions they touched in `changed_partitions` for the bridge
 (binance_cdc/change_log.py).

@@ -1,4 +1,4 @@
-"""The stream rides out a Cassandra outage of about half a minute, ends a longer one with one clear error
+"""The stream rides out a Cassandra outage of 45 s, ends a longer one with one clear error
 line, and refuses a second stream on its checkpoint (issue 9, finding 1).
 
 The shared Cassandra is never stopped: the job reaches it through a TCP proxy this module starts
@@ -30,7 +30,9 @@ from tcp_proxy import TcpProxy
 pytestmark = pytest.mark.timeout(300)
 
 DATASETS = list(datasets.DATASETS.values())
-CUT_S = 30          # the ridden-out outage
+# The ridden-out outage: longer than an executor's retries across Spark's 3 task attempts (about 3 x 8 s),
+# so the driver's re-run of the batch is exercised too, not only the executors' resends.
+CUT_S = 45
 RIDE_LIMIT_S = 90   # STREAM_OUTAGE_LIMIT_S of the job that must ride it out
 SHORT_LIMIT_S = 12  # ... and of the job that must give up
 EXECUTOR_RETRY = re.compile(r"Cassandra: \d+ of \d+ writes failed .*; retry \d+|Cassandra: connect failed")
@@ -155,7 +157,7 @@ def test_a_second_stream_on_the_same_checkpoint_is_refused(riding, world):
     job.check_alive()
 
 
-def test_a_half_minute_cassandra_outage_is_ridden_out_without_loss(riding, world, settings):
+def test_a_45s_cassandra_outage_is_ridden_out_without_loss(riding, world, settings):
     job, proxy = riding
     started = time.monotonic()
     changes = Changes(world[1])
@@ -179,8 +181,8 @@ def test_a_half_minute_cassandra_outage_is_ridden_out_without_loss(riding, world
     recovered_at = time.monotonic()
     job.check_alive()  # rode it out: never exited
     text = job.text()
-    retries = EXECUTOR_RETRY.findall(text) + DRIVER_RETRY.findall(text)
-    assert retries, f"no retry logged during a {CUT_S}s cut:\n{job.tail(60)}"
+    assert EXECUTOR_RETRY.search(text), f"no executor retry logged during a {CUT_S}s cut:\n{job.tail(60)}"
+    assert DRIVER_RETRY.search(text) and re.search(r"batch \d+: written after \d+ retries", text), job.tail(60)
     assert accepted_before > 0 and proxy.accepted > accepted_before  # reconnected through the proxy
     assert " ERROR spark_streaming" not in text
     print(f"\n{len(messages)} messages produced (cut {CUT_S}s at +{cut_at - started:.0f}s); converged "
