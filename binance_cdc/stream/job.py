@@ -42,7 +42,12 @@ STOP_GRACE_SECONDS = 120
 
 
 def kafka_options(settings: Settings) -> dict[str, str]:
-    """Options of the Kafka source. Holds the SASL secret when set: never log them."""
+    """Options of the Kafka source. Holds the SASL secret when set: never log them.
+
+    A broker restart needs no option of ours: the driver's offset lookups (Kafka Admin) wait up to
+    default.api.timeout.ms (60 s) for the broker and are tried fetchOffset.numRetries (3) times, and an
+    executor's fetch waits up to spark.network.timeout (120 s) for its records; the consumers reconnect
+    on their own (reconnect.backoff.max.ms 1 s). Spark's defaults thus ride out a restart of a minute."""
     options = {
         "kafka.bootstrap.servers": settings.kafka.bootstrap_servers,
         "subscribe": ",".join(topics(settings.kafka)),
@@ -165,6 +170,8 @@ class Fatal:
 
     def __init__(self) -> None:
         self.outage: StreamOutage | None = None
+        # Set on SIGTERM/SIGINT: an outage's retries end at once instead of holding the stop for minutes.
+        self.stop = threading.Event()
 
 
 def ride_out(call, outage: Outage, fatal: Fatal, what: str, sleep=time.sleep,
@@ -182,6 +189,9 @@ def ride_out(call, outage: Outage, fatal: Fatal, what: str, sleep=time.sleep,
                 raise
             cleanup()
             try:
+                if fatal.stop.is_set():
+                    raise StreamOutage(f"stop requested while Cassandra was unreachable ({outage.elapsed():.0f}s); "
+                                       f"last error: {first_line(exc)}; the batch is replayed at the next start")
                 delay = outage.next_delay(exc if is_transient(exc) else _SinkFailure(exc), since=began)
             except StreamOutage as end:
                 fatal.outage = end
@@ -308,7 +318,8 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
     except checkpoint_lock.CheckpointInUse as exc:
         log.error("refusing to start: %s", exc)
         return 1
-    stop = threading.Event()
+    fatal = Fatal()
+    stop = fatal.stop
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     spark = build_session(APP_NAME, master=master, extra_conf=DRIVER_CONF)
@@ -319,7 +330,6 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
     with tempfile.TemporaryDirectory(prefix="binance_cdc_job_") as tmp:
         spark.sparkContext.addPyFile(str(package_zip(Path(tmp))))
         progress = ProgressRecorder(sink_target(settings))
-        fatal = Fatal()
         query = start_query(spark, settings, once, progress, fatal)
         try:
             if once:
@@ -330,8 +340,9 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
         except Exception as exc:  # StreamingQueryException from awaitTermination
             failure = exc
         if fatal.outage is not None:
-            log.error("stream stopped (STREAM_OUTAGE_LIMIT_S=%g): %s; start it again once Cassandra is back "
-                      "(it resumes from its checkpoint)", settings.spark.outage_limit_s, fatal.outage)
+            log.error("stream stopped (%s): %s; start it again once Cassandra is back (it resumes from its "
+                      "checkpoint)", "on request" if stop.is_set() else
+                      f"STREAM_OUTAGE_LIMIT_S={settings.spark.outage_limit_s:g}", fatal.outage)
             status = 1
         elif failure is not None:
             log.error("streaming query failed: %s", failure)

@@ -157,6 +157,16 @@ def test_the_outage_counts_from_the_start_of_the_attempt_that_failed():
     assert clock.slept == []  # no sleep past the limit
 
 
+def test_a_stop_request_ends_the_retries_of_an_outage_at_once():
+    clock = FakeClock()
+    fatal = Fatal()
+    fatal.stop.set()
+    call, calls = failing(10_000, NoHostAvailable("down"))
+    with pytest.raises(StreamOutage, match="stop requested while Cassandra was unreachable"):
+        ride_out(call, Outage("Cassandra", 120, clock=clock), fatal, "batch 2", sleep=clock.sleep)
+    assert calls["n"] == 1 and clock.slept == [] and fatal.outage is not None
+
+
 def test_driver_ride_out_does_not_retry_other_failures():
     call, calls = failing(5, RuntimeError("Job aborted ... ValueError: Exceeds the limit (4300 digits)"))
     with pytest.raises(RuntimeError, match="4300"):
