@@ -8,6 +8,12 @@ message stops the stream; see binance_cdc.stream.sink). Offsets live in the dura
 checkpoint SPARK_CHECKPOINT_DIR: a restart resumes where the last committed batch ended.
 Each batch logs its counts per topic (rows by op, tombstones, dead letters) and the Kafka lag
 (maxOffsetsBehindLatest). A failed query is logged and the job exits with status 1.
+Cassandra unreachable (a restart): writes are retried with backoff and the batch is run again, for up to
+STREAM_OUTAGE_LIMIT_S (default 120 s); a longer outage ends the job with one ERROR line naming the cause.
+A second job on the same (local) checkpoint is refused: the running one holds <checkpoint>/stream.lock.
+The job does not restart itself: run it under a supervisor (systemd Restart=on-failure, a Kubernetes
+restartPolicy, spark-submit --supervise in standalone/Mesos cluster mode, YARN's max attempts), which
+restarts it from its checkpoint.
 
 Run card
 --------

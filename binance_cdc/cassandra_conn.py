@@ -122,7 +122,7 @@ def connect(cassandra: CassandraSettings, login: Credentials, keyspace: str | No
     """A cassandra.cluster.Session; close it with `session.cluster.shutdown()` (or use `session_scope`)."""
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+    from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
 
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=cassandra.local_dc)),
@@ -137,6 +137,9 @@ def connect(cassandra: CassandraSettings, login: Credentials, keyspace: str | No
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=timeout,
         control_connection_timeout=timeout,
+        # The driver's default waits up to 10 minutes between attempts to reach a node marked down: a
+        # long-running stream would stay blind that long after a Cassandra restart. At most 10 s instead.
+        reconnection_policy=ExponentialReconnectionPolicy(base_delay=1.0, max_delay=10.0),
     )
     try:
         session = cluster.connect(keyspace)

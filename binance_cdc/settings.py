@@ -140,6 +140,7 @@ class SparkSettings:
     trigger_seconds: float
     max_offsets_per_trigger: int
     starting_offsets: str
+    outage_limit_s: float
 
 
 # --- parsers ----------------------------------------------------------------------------------------
@@ -289,6 +290,8 @@ VARIABLES: tuple[Var, ...] = (
         doc="cap on events per micro-batch"),
     Var("SPARK_STARTING_OFFSETS", "spark", "starting_offsets", _choice("earliest", "latest"), "earliest",
         doc="where a new query starts (a restart resumes from its checkpoint)"),
+    Var("STREAM_OUTAGE_LIMIT_S", "spark", "outage_limit_s", _positive_float, "120",
+        doc="how long the stream retries an unreachable Cassandra before it exits 1 (rides out a restart)"),
     # Serving side: the bridge copies Cassandra into a Postgres schema that Grafana reads.
     Var("SERVING_PG_HOST", "serving", "host", default="127.0.0.1",
         doc="Postgres host of the serving schema (may differ from PG_HOST)"),

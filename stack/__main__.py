@@ -64,10 +64,22 @@ BACKGROUND_JOBS = ("spark_streaming", "simulator")
 
 def down(names: list[str]) -> None:
     if set(names) == set(SERVICE_MODULES):
+        adopt_hand_started_stream()
         for job in BACKGROUND_JOBS:
             process.stop(job)
     for name in reversed(names):
         service(name).stop()
+
+
+def adopt_hand_started_stream() -> None:
+    """A stream restarted by hand holds the checkpoint's lock but is not in the pid file: stop that one."""
+    from stack.pipeline import adopt_stream
+
+    load_dotenv_file()
+    try:
+        adopt_stream(load_settings("spark"))
+    except SettingsError as exc:
+        log.warning("stream: cannot read the checkpoint location (%s); stopping by pid file only", exc)
 
 
 def status(settings, names: list[str]) -> int:

@@ -44,7 +44,13 @@ def real_api_reachable(base_url: str) -> bool:
         return False
 
 
-def ensure_stream_running() -> None:
+def ensure_stream_running(settings=None) -> None:
+    """Start the stream unless one runs: by its pid file, or by the lock a stream holds on the checkpoint
+    (one started by hand; spark_streaming.py would refuse a second one anyway)."""
+    if settings is not None:
+        from stack.pipeline import adopt_stream
+
+        adopt_stream(settings)
     if process.read_pid(STREAM):
         log.info("streaming job already running (pid %s)", process.read_pid(STREAM))
         return
@@ -130,7 +136,7 @@ def main() -> int:
     logging.getLogger("cassandra").setLevel(logging.ERROR)
     load_dotenv_file()
     settings = load_settings()
-    ensure_stream_running()
+    ensure_stream_running(settings)
 
     base_url = settings.binance.base_url
     simulated = None

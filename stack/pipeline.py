@@ -79,23 +79,48 @@ def slot_row(settings) -> Row:
                f"({wal_status})")
 
 
-def stream_rows(settings, now: datetime) -> list[Row]:
+def stream_process(settings) -> tuple[str, bool]:
+    """The stream's state from its pid file and from the lock it holds on the checkpoint (which stays
+    right when the stream was restarted by hand and the pid file is stale): (text, healthy)."""
+    from binance_cdc.stream import checkpoint_lock
+    from binance_cdc.stream.job import checkpoint_location
     from stack import process
 
     pid = process.read_pid(STREAM)
-    started = process.pid_file(STREAM).exists()
+    holder = checkpoint_lock.holder(checkpoint_location(settings))
+    if pid and holder in (None, pid):
+        return f"running (pid {pid})", True
+    if holder:
+        return (f"running (pid {holder}, holds the checkpoint; not the pid in {process.pid_file(STREAM)}: "
+                "make demo or make down adopts it)"), True
+    if process.pid_file(STREAM).exists():
+        return "DEAD (its pid file is stale; see .local/logs/spark_streaming.log, then make demo)", False
+    return "not started here (make demo starts it)", True
+
+
+def adopt_stream(settings) -> int | None:
+    """Point the stream's pid file at the process holding the checkpoint's lock (a stream restarted by
+    hand), so `make down` stops it and `make demo` does not start a second one. Its pid, or None."""
+    from binance_cdc.stream import checkpoint_lock
+    from binance_cdc.stream.job import checkpoint_location
+    from stack import process
+
+    holder = checkpoint_lock.holder(checkpoint_location(settings))
+    if holder and holder > 0 and process.read_pid(STREAM) != holder:
+        process.RUN.mkdir(parents=True, exist_ok=True)
+        process.pid_file(STREAM).write_text(str(holder))
+        log.info("%s: pid %d holds the checkpoint; pid file updated", STREAM, holder)
+    return holder
+
+
+def stream_rows(settings, now: datetime) -> list[Row]:
+    state, healthy = stream_process(settings)
     progress = _progress(settings)
     if isinstance(progress, str):
-        return [Row("stream", False, progress)]
+        return [Row("stream", False, f"{state}; {progress}")]
     last = max(progress.values(), key=lambda p: p.batch_completed_at, default=None)
     lag = _kafka_lag(settings, last.end_offsets if last else None)
     batch = f"last batch {last.last_batch_id} {_age(last.batch_completed_at, now)}" if last else "no batch yet"
-    if pid:
-        state, healthy = f"running (pid {pid})", True
-    elif started:
-        state, healthy = "DEAD (its pid file is stale; see .local/logs/spark_streaming.log)", False
-    else:
-        state, healthy = "not started here (make demo starts it)", True
     return [Row("stream", healthy, f"{state}; {batch}; Kafka lag {lag}")]
 
 

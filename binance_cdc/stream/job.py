@@ -4,6 +4,11 @@ spark_streaming.py is its thin command line. `run(settings, once, master)` build
 UTC), ships this package to the executors as a zip, starts one query over the five topics and waits for
 it; each micro-batch decodes and writes on the executors (binance_cdc.stream.sink.write_partition), then
 logs its counts per topic. Needs settings groups kafka, cassandra, cassandra_writer and spark.
+
+Outages: a batch whose writes failed because Cassandra was unreachable is run again with backoff
+(`ride_out`), so a Cassandra restart of up to STREAM_OUTAGE_LIMIT_S is ridden out without the job
+exiting; past it the job logs one line naming the cause and exits 1 (binance_cdc/stream/retry.py). Only
+one job runs per local checkpoint: a second one is refused before Spark starts (checkpoint_lock.py).
 """
 
 from __future__ import annotations
@@ -15,12 +20,16 @@ from datetime import datetime, timezone
 import signal
 import tempfile
 import threading
+import time
 import zipfile
 from pathlib import Path
 
 from binance_cdc.kafka_client import topics
 from binance_cdc.settings import PROJECT_ROOT, Settings
 from binance_cdc import change_log
+from binance_cdc.stream import checkpoint_lock
+from binance_cdc.stream.retry import Outage, StreamOutage, executor_window, first_line, is_sink_outage, \
+    is_transient
 from binance_cdc.stream.sink import COUNTERS, SinkTarget, end_offsets, summarize, write_partition
 
 log = logging.getLogger("spark_streaming")  # the job's log lines keep the script's name
@@ -33,7 +42,12 @@ STOP_GRACE_SECONDS = 120
 
 
 def kafka_options(settings: Settings) -> dict[str, str]:
-    """Options of the Kafka source. Holds the SASL secret when set: never log them."""
+    """Options of the Kafka source. Holds the SASL secret when set: never log them.
+
+    A broker restart needs no option of ours: the driver's offset lookups (Kafka Admin) wait up to
+    default.api.timeout.ms (60 s) for the broker and are tried fetchOffset.numRetries (3) times, and an
+    executor's fetch waits up to spark.network.timeout (120 s) for its records; the consumers reconnect
+    on their own (reconnect.backoff.max.ms 1 s). Spark's defaults thus ride out a restart of a minute."""
     options = {
         "kafka.bootstrap.servers": settings.kafka.bootstrap_servers,
         "subscribe": ",".join(topics(settings.kafka)),
@@ -58,7 +72,8 @@ def kafka_options(settings: Settings) -> dict[str, str]:
 
 def sink_target(settings: Settings) -> SinkTarget:
     """What the executors need to reach Cassandra, one typed value shipped inside the task closure."""
-    return SinkTarget(settings.cassandra, settings.cassandra_writer)
+    return SinkTarget(settings.cassandra, settings.cassandra_writer,
+                      window_s=executor_window(settings.spark.outage_limit_s))
 
 
 def checkpoint_location(settings: Settings) -> str:
@@ -123,7 +138,10 @@ class ProgressRecorder:
 
     def close(self) -> None:
         if self._session is not None:
-            self._session.cluster.shutdown()
+            try:
+                self._session.cluster.shutdown()
+            except Exception as exc:  # noqa: BLE001 - closing a broken session; a new one follows
+                log.debug("progress: shutdown failed: %s", exc)
             self._session = None
 
 
@@ -146,12 +164,72 @@ class StreamIdentity:
         return self._id
 
 
-def make_batch_writer(target: SinkTarget, progress: ProgressRecorder, identity: StreamIdentity):
+class Fatal:
+    """The outage that ended the stream, kept on the driver so run() logs it as one line instead of the
+    Python and Java stack traces Spark wraps around a failed foreachBatch."""
+
+    def __init__(self) -> None:
+        self.outage: StreamOutage | None = None
+        # Set on SIGTERM/SIGINT: an outage's retries end at once instead of holding the stop for minutes.
+        self.stop = threading.Event()
+
+
+def ride_out(call, outage: Outage, fatal: Fatal, what: str, sleep=time.sleep,
+             cleanup=lambda: None):
+    """call() until it succeeds; a failure caused by Cassandra being unreachable (an executor's
+    SinkUnavailable inside a failed Spark job, or a transient driver error) is retried after a backoff,
+    within the outage limit; past it, StreamOutage (kept in `fatal`) ends the query. Other failures are
+    raised at once. `cleanup` runs after each such failure (drops a broken session)."""
+    while True:
+        began = outage.clock()
+        try:
+            return call()
+        except Exception as exc:
+            if not is_sink_outage(exc):
+                raise
+            cleanup()
+            try:
+                if fatal.stop.is_set():
+                    raise StreamOutage(f"stop requested while Cassandra was unreachable ({outage.elapsed():.0f}s); "
+                                       f"last error: {first_line(exc)}; the batch is replayed at the next start")
+                delay = outage.next_delay(exc if is_transient(exc) else _SinkFailure(exc), since=began)
+            except StreamOutage as end:
+                fatal.outage = end
+                raise
+            log.warning("%s: Cassandra unreachable; retry %d in %.1fs (outage %.0fs of the %.0fs limit, "
+                        "STREAM_OUTAGE_LIMIT_S)", what, outage.attempts, delay, outage.elapsed(), outage.limit_s)
+            sleep(delay)
+
+
+class _SinkFailure(Exception):
+    """A failed Spark job reduced to the executor's last error (the job's text is a long traceback):
+    what follows "last error: " on the SinkUnavailable line, e.g. "NoHostAvailable: ('Unable to ...')"."""
+
+    bare = True  # first_line() shows the message alone
+
+    def __init__(self, job_error: BaseException) -> None:
+        text = str(job_error)
+        at = text.rfind("SinkUnavailable: ")
+        line = text[at:].splitlines()[0] if at >= 0 else first_line(job_error)
+        cause = line.rfind("last error: ")
+        super().__init__(line[cause + len("last error: "):] if cause >= 0 else line)
+
+
+def make_batch_writer(target: SinkTarget, progress: ProgressRecorder, identity: StreamIdentity,
+                      outage_limit_s: float, fatal: Fatal):
     def write_batch(df, batch_id: int) -> None:
         batch = change_log.BatchRef(identity.get(), batch_id)
         rows = df.select(*KAFKA_COLUMNS).rdd
-        stats = rows.mapPartitions(lambda part: write_partition(part, target, batch)).collect()
-        progress.record(batch, end_offsets(stats))
+        # One outage budget per batch: the data writes (executors) and the progress record (driver)
+        # share it. Re-running a batch's writes is harmless: each carries its LSN as write timestamp.
+        outage = Outage("Cassandra", outage_limit_s)
+        stats = ride_out(lambda: rows.mapPartitions(lambda part: write_partition(part, target, batch)).collect(),
+                         outage, fatal, f"batch {batch_id}")
+        ride_out(lambda: progress.record(batch, end_offsets(stats)), outage, fatal, f"batch {batch_id} progress",
+                 cleanup=progress.close)
+        if outage.attempts:
+            log.info("batch %d: written after %d retries (Cassandra was unreachable for %.0fs)", batch_id,
+                     outage.attempts, outage.elapsed())
         totals = summarize(stats)
         processed = sum(sum(c.values()) for c in totals.values())
         for topic in sorted(totals):
@@ -183,22 +261,21 @@ def progress_listener():
             pass
 
         def onQueryTerminated(self, event) -> None:
-            if event.exception:
-                log.error("query terminated with an exception: %s", event.exception)
-            else:
-                log.info("query terminated")
+            # The cause is logged once, as one line, by run(); Spark logs the full trace already.
+            log.info("query terminated%s", " with an exception" if event.exception else "")
 
     return LagListener()
 
 
-def start_query(spark, settings: Settings, once: bool, progress: ProgressRecorder):
+def start_query(spark, settings: Settings, once: bool, progress: ProgressRecorder, fatal: Fatal):
     identity = StreamIdentity()
     reader = spark.readStream.format("kafka")
     for key, value in kafka_options(settings).items():
         reader = reader.option(key, value)
     writer = (reader.load().writeStream.queryName(APP_NAME)
               .option("checkpointLocation", checkpoint_location(settings))
-              .foreachBatch(make_batch_writer(sink_target(settings), progress, identity)))
+              .foreachBatch(make_batch_writer(sink_target(settings), progress, identity,
+                                              settings.spark.outage_limit_s, fatal)))
     writer = writer.trigger(availableNow=True) if once else \
         writer.trigger(processingTime=f"{settings.spark.trigger_seconds} seconds")
     query = writer.start()
@@ -235,7 +312,14 @@ def quiet_kafka_consumer_warning(spark) -> None:
 def run(settings: Settings, once: bool, master: str | None) -> int:
     from binance_cdc.stream.spark_session import build_session  # noqa: needs pyspark, kept local to run()
 
-    stop = threading.Event()
+    try:
+        # Held until this process ends (the kernel releases it even on kill -9); before Spark starts.
+        lock = checkpoint_lock.acquire(checkpoint_location(settings))
+    except checkpoint_lock.CheckpointInUse as exc:
+        log.error("refusing to start: %s", exc)
+        return 1
+    fatal = Fatal()
+    stop = fatal.stop
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     spark = build_session(APP_NAME, master=master, extra_conf=DRIVER_CONF)
@@ -246,7 +330,7 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
     with tempfile.TemporaryDirectory(prefix="binance_cdc_job_") as tmp:
         spark.sparkContext.addPyFile(str(package_zip(Path(tmp))))
         progress = ProgressRecorder(sink_target(settings))
-        query = start_query(spark, settings, once, progress)
+        query = start_query(spark, settings, once, progress, fatal)
         try:
             if once:
                 query.awaitTermination()
@@ -255,7 +339,12 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
             failure = query.exception()
         except Exception as exc:  # StreamingQueryException from awaitTermination
             failure = exc
-        if failure is not None:
+        if fatal.outage is not None:
+            log.error("stream stopped (%s): %s; start it again once Cassandra is back (it resumes from its "
+                      "checkpoint)", "on request" if stop.is_set() else
+                      f"STREAM_OUTAGE_LIMIT_S={settings.spark.outage_limit_s:g}", fatal.outage)
+            status = 1
+        elif failure is not None:
             log.error("streaming query failed: %s", failure)
             status = 1
         else:
@@ -265,6 +354,8 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
             spark.stop()
         except Exception as exc:  # the JVM may already be gone (killed with the process group)
             log.warning("spark: stop failed: %s", exc)
+    if lock is not None:
+        lock.close()
     return status
 
 

@@ -19,7 +19,9 @@ Consequence of LSN timestamps: when Postgres is re-initialised (LSNs start low a
 tables must be truncated as well.
 
 `plan()` is pure (messages -> writes, dead letters, counts); `CassandraSink` prepares the statements once
-and executes writes as UNLOGGED batches of one partition each (bounded size) with bounded concurrency.
+and executes writes as UNLOGGED batches of one partition each (bounded size) with bounded concurrency;
+writes that fail because Cassandra is unreachable are resent with backoff for a short window, then the task
+fails with SinkUnavailable and the driver retries the batch (binance_cdc/stream/retry.py).
 `write_partition()` is what spark_streaming.py runs on each executor (needs cassandra-driver there); after
 a batch's writes it marks the partitions they touched in `changed_partitions` for the bridge
 (binance_cdc/change_log.py).
@@ -31,6 +33,7 @@ import hashlib
 import logging
 import sys
 import threading
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,6 +43,9 @@ from typing import Any, Iterable, Iterator
 from binance_cdc import change_log, datasets
 from binance_cdc.settings import CassandraSettings, Credentials
 from binance_cdc.stream.debezium import Change, DecodeError, Tombstone, decode
+from binance_cdc.stream.retry import (
+    EXECUTOR_WINDOW_MAX_S, Outage, SinkUnavailable, first_line, is_transient, retry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -268,10 +274,12 @@ def batches_by_partition(writes: list[Write], limit: int = MAX_BATCH_STATEMENTS,
 class CassandraSink:
     """Prepared statements of one keyspace; `apply(plan)` executes a plan's writes and dead letters."""
 
-    def __init__(self, session, keyspace: str, concurrency: int = DEFAULT_CONCURRENCY) -> None:
+    def __init__(self, session, keyspace: str, concurrency: int = DEFAULT_CONCURRENCY,
+                 window_s: float = EXECUTOR_WINDOW_MAX_S) -> None:
         self.session = session
         self.keyspace = keyspace
         self.concurrency = concurrency
+        self.window_s = window_s
         self.upserts = {}
         self.deletes = {}
         for d in datasets.DATASETS.values():
@@ -323,7 +331,6 @@ class CassandraSink:
         """Write the plan; then, with `batch`, mark every partition it touched for the bridge. Marks come
         only after the data writes succeeded: a mark the bridge reads always finds the data there. Rows the
         driver refuses become dead letters first (bind_all): `p` is updated in place."""
-        from cassandra.concurrent import execute_concurrent
         from cassandra.query import BatchStatement, BatchType
 
         statements = {id(w): statement for w, statement in self.bind_all(p)}
@@ -339,13 +346,34 @@ class CassandraSink:
         received = now_millis()
         for dl in p.dead_letters:
             requests.append((self.dead_letter.bind(dl.params(received)), None))
-        if requests:
-            # raise_on_first_error: a failed write fails the Spark task, which retries the whole partition;
-            # the LSN timestamps make that replay harmless.
-            execute_concurrent(self.session, requests, concurrency=self.concurrency, raise_on_first_error=True)
+        self.execute(requests)
         if batch is not None and p.writes:
-            marks = [(self.mark.bind(params), None) for params in change_log.mark_rows(batch, p.touched())]
-            execute_concurrent(self.session, marks, concurrency=self.concurrency, raise_on_first_error=True)
+            self.execute([(self.mark.bind(params), None) for params in change_log.mark_rows(batch, p.touched())])
+
+    def execute(self, requests: list) -> None:
+        """Every request, concurrently; those that failed transiently (Cassandra restarting, a connection
+        dropped) are sent again with backoff for `window_s`, then SinkUnavailable fails the task (Spark
+        retries it, then the driver retries the batch). Repeating a write is harmless: each carries its LSN
+        as write timestamp, the dead letters and marks their own full key. A failure retrying cannot fix
+        (InvalidRequest, Unauthorized) is raised at once."""
+        from cassandra.concurrent import execute_concurrent
+
+        outage = Outage("Cassandra", self.window_s, give_up=SinkUnavailable)
+        while requests:
+            results = execute_concurrent(self.session, requests, concurrency=self.concurrency,
+                                         raise_on_first_error=False)
+            failed = [(req, res) for req, (ok, res) in zip(requests, results) if not ok]
+            if not failed:
+                return
+            error = next((res for _, res in failed if not is_transient(res)), failed[0][1])
+            if not is_transient(error):
+                raise error
+            delay = outage.next_delay(error)  # SinkUnavailable once the window has passed
+            log.warning("Cassandra: %d of %d writes failed (%s); retry %d in %.1fs (%.0fs of a %.0fs window)",
+                        len(failed), len(requests), first_line(error), outage.attempts, delay, outage.elapsed(),
+                        self.window_s)
+            time.sleep(delay)
+            requests = [req for req, _ in failed]
 
 
 # --- executor side -------------------------------------------------------------------------------------
@@ -357,6 +385,7 @@ class SinkTarget:
     cassandra: CassandraSettings
     login: Credentials
     concurrency: int = DEFAULT_CONCURRENCY
+    window_s: float = EXECUTOR_WINDOW_MAX_S  # how long an executor retries failed writes (retry.py)
 
 
 _SINKS: dict[SinkTarget, CassandraSink] = {}
@@ -364,15 +393,38 @@ _SINKS_LOCK = threading.Lock()
 
 
 def sink_for(target: SinkTarget) -> CassandraSink:
-    """One session + prepared statements per Python worker process, reused across micro-batches."""
+    """One session + prepared statements per Python worker process, reused across micro-batches. A worker
+    that starts while Cassandra is down retries connecting for the window, then fails with SinkUnavailable."""
     with _SINKS_LOCK:
         sink = _SINKS.get(target)
         if sink is None:
             from binance_cdc.cassandra_conn import connect
 
-            session = connect(target.cassandra, target.login)
-            sink = _SINKS[target] = CassandraSink(session, target.cassandra.keyspace, target.concurrency)
+            def open_sink() -> CassandraSink:
+                session = connect(target.cassandra, target.login)
+                try:
+                    return CassandraSink(session, target.cassandra.keyspace, target.concurrency, target.window_s)
+                except Exception:
+                    session.cluster.shutdown()
+                    raise
+
+            sink = _SINKS[target] = retry(open_sink, Outage("Cassandra", target.window_s, give_up=SinkUnavailable),
+                                          on_retry=lambda o, exc, delay: log.warning(
+                                              "Cassandra: connect failed (%s); retry %d in %.1fs",
+                                              first_line(exc), o.attempts, delay))
     return sink
+
+
+def drop_sink(target: SinkTarget) -> None:
+    """Forget this worker's session after it gave up, so the task's next attempt connects afresh rather
+    than waiting on the old session's reconnection schedule."""
+    with _SINKS_LOCK:
+        sink = _SINKS.pop(target, None)
+    if sink is not None:
+        try:
+            sink.session.cluster.shutdown()
+        except Exception as exc:  # noqa: BLE001 - already broken; the new session is what matters
+            log.debug("Cassandra: shutdown of the old session failed: %s", exc)
 
 
 OFFSET_STAT = "end_offset"  # (topic, "end_offset:<partition>", next offset to read) among the stats
@@ -387,7 +439,11 @@ def write_partition(rows: Iterable[Any], target: SinkTarget,
     if not messages:
         return iter(())
     p = plan(messages)
-    sink_for(target).apply(p, batch)
+    try:
+        sink_for(target).apply(p, batch)
+    except SinkUnavailable:
+        drop_sink(target)
+        raise
     for dl in p.dead_letters:
         log.warning("dead letter %s[%d]@%d: %s", dl.message.topic, dl.message.partition, dl.message.offset,
                     dl.error)
