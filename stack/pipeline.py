@@ -113,9 +113,9 @@ def adopt_stream(settings) -> int | None:
     return holder
 
 
-def stream_rows(settings, now: datetime) -> list[Row]:
+def stream_rows(settings, now: datetime, progress) -> list[Row]:
+    """`progress`: read_progress's answer, or the text saying why Cassandra could not be read."""
     state, healthy = stream_process(settings)
-    progress = _progress(settings)
     if isinstance(progress, str):
         return [Row("stream", False, f"{state}; {progress}")]
     last = max(progress.values(), key=lambda p: p.batch_completed_at, default=None)
@@ -124,7 +124,7 @@ def stream_rows(settings, now: datetime) -> list[Row]:
     return [Row("stream", healthy, f"{state}; {batch}; Kafka lag {lag}")]
 
 
-def bridge_row(settings, now: datetime) -> Row:
+def bridge_row(settings, now: datetime, progress) -> Row:
     from binance_cdc import postgres_conn
 
     try:
@@ -143,7 +143,6 @@ def bridge_row(settings, now: datetime) -> Row:
         conn.close()
     if run is None:
         return Row("bridge", True, "never ran (make bridge, or make demo)")
-    progress = _progress(settings)
     newest = max((p.batch_completed_at for p in progress.values()), default=None) \
         if not isinstance(progress, str) else None
     behind = "-" if newest is None or copied_upto is None else \
@@ -193,4 +192,6 @@ def _kafka_lag(settings, end_offsets: str | None) -> str:
 
 def rows(settings) -> list[Row]:
     now = datetime.now(timezone.utc)
-    return [connector_row(settings), slot_row(settings), *stream_rows(settings, now), bridge_row(settings, now)]
+    progress = _progress(settings)  # one Cassandra session serves the stream and the bridge lines
+    return [connector_row(settings), slot_row(settings), *stream_rows(settings, now, progress),
+            bridge_row(settings, now, progress)]
