@@ -2,7 +2,7 @@
 
 spark_streaming.py is its thin command line. `run(settings, once, master)` builds the session (local jars,
 UTC), ships this package to the executors as a zip, starts one query over the five topics and waits for
-it; each micro-batch decodes and writes on the executors (binance_cdc.stream.sink.write_partition), then
+it; each micro-batch decodes and writes on the executors (binance_cdc.stream.sink.write_arrow), then
 logs its counts per topic. Needs settings groups kafka, cassandra, cassandra_writer and spark.
 
 Outages: a batch whose writes failed because Cassandra was unreachable is run again with backoff
@@ -30,7 +30,7 @@ from binance_cdc import change_log
 from binance_cdc.stream import checkpoint_lock
 from binance_cdc.stream.retry import Outage, StreamOutage, executor_window, first_line, is_sink_outage, \
     is_transient
-from binance_cdc.stream.sink import COUNTERS, SinkTarget, end_offsets, summarize, write_partition
+from binance_cdc.stream.sink import COUNTERS, STATS_SCHEMA, SinkTarget, end_offsets, summarize, write_arrow
 
 log = logging.getLogger("spark_streaming")  # the job's log lines keep the script's name
 
@@ -219,11 +219,13 @@ def make_batch_writer(target: SinkTarget, progress: ProgressRecorder, identity: 
                       outage_limit_s: float, fatal: Fatal):
     def write_batch(df, batch_id: int) -> None:
         batch = change_log.BatchRef(identity.get(), batch_id)
-        rows = df.select(*KAFKA_COLUMNS).rdd
+        # mapInArrow: Kafka rows reach the Python workers as Arrow batches (rdd.mapPartitions pickled each row).
+        rows = df.select(*KAFKA_COLUMNS)
         # One outage budget per batch: the data writes (executors) and the progress record (driver)
         # share it. Re-running a batch's writes is harmless: each carries its LSN as write timestamp.
         outage = Outage("Cassandra", outage_limit_s)
-        stats = ride_out(lambda: rows.mapPartitions(lambda part: write_partition(part, target, batch)).collect(),
+        stats = ride_out(lambda: [tuple(r) for r in rows.mapInArrow(lambda part: write_arrow(part, target, batch),
+                                                                     STATS_SCHEMA).collect()],
                          outage, fatal, f"batch {batch_id}")
         ride_out(lambda: progress.record(batch, end_offsets(stats)), outage, fatal, f"batch {batch_id} progress",
                  cleanup=progress.close)

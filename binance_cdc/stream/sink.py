@@ -22,7 +22,8 @@ tables must be truncated as well.
 and executes writes as UNLOGGED batches of one partition each (bounded size) with bounded concurrency;
 writes that fail because Cassandra is unreachable are resent with backoff for a short window, then the task
 fails with SinkUnavailable and the driver retries the batch (binance_cdc/stream/retry.py).
-`write_partition()` is what spark_streaming.py runs on each executor (needs cassandra-driver there); after
+`write_arrow()` is what spark_streaming.py runs on each executor (needs cassandra-driver, orjson and pyarrow
+there); after
 a batch's writes it marks the partitions they touched in `changed_partitions` for the bridge
 (binance_cdc/change_log.py).
 """
@@ -38,11 +39,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from binance_cdc import change_log, datasets
 from binance_cdc.settings import CassandraSettings, Credentials
 from binance_cdc.stream.debezium import Change, DecodeError, Tombstone, decode
+from binance_cdc.stream.fast_decode import decoder_for
+from binance_cdc.values import to_epoch_ms
 from binance_cdc.stream.retry import (
     EXECUTOR_WINDOW_MAX_S, Outage, SinkUnavailable, first_line, is_transient, retry,
 )
@@ -71,8 +74,7 @@ DEFAULT_CONCURRENCY = 16
 COUNTERS = ("c", "r", "u", "d", "tombstone", "dead_letter")
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):  # a NamedTuple: a million of them are made per drain, cheaply
     topic: str
     partition: int
     offset: int
@@ -80,8 +82,7 @@ class Message:
     value: bytes | None
 
 
-@dataclass(frozen=True)
-class Write:
+class Write(NamedTuple):
     table: str
     delete: bool
     partition_key: tuple
@@ -92,6 +93,7 @@ class Write:
     size: int = 0  # estimated bytes of the bound values (batches are cut by it)
     message: Message | None = None  # the source message, for a dead letter if the driver refuses the row
     op: str = ""  # c, r, u or d
+    as_json: bool = False  # params are (INSERT ... JSON document, LSN) from the fast path (fast_decode.py)
 
 
 @dataclass(frozen=True)
@@ -220,13 +222,28 @@ def to_write(change: Change, written_at: datetime, offset: int, message: Message
                  size, message, change.op)
 
 
-def plan(messages: Iterable[Message], written_at: datetime | None = None) -> Plan:
-    """Decode messages into writes; failures become dead letters. Pure apart from the clock default."""
+def plan(messages: Iterable[Message], written_at: datetime | None = None, fast: bool = True) -> Plan:
+    """Decode messages into writes; failures become dead letters. Pure apart from the clock default.
+    `fast`: the common upsert takes fast_decode's path (same rows, see its doc); False: the reference only."""
     written_at = written_at or now_millis()
+    written_ms = to_epoch_ms(written_at)
     writes: list[Write] = []
     dead: list[DeadLetter] = []
     counts: dict[str, Counter] = defaultdict(Counter)
     for msg in messages:
+        if fast and msg.value is not None:
+            decoder = decoder_for(msg.topic)
+            try:
+                row = decoder.upsert(msg.value, written_ms) if decoder is not None else None
+            except Exception:  # noqa: BLE001 - a fast-path bug costs speed, never a row: the reference decides
+                log.exception("fast path failed on %s[%d]@%d; the reference decoder takes it", msg.topic,
+                              msg.partition, msg.offset)
+                row = None
+            if row is not None and len(row.json) <= MAX_WRITE_BYTES:
+                writes.append(Write(decoder.dataset.name, False, row.partition_key, (row.json, row.lsn), msg.topic,
+                                    msg.offset, row.clustering_key, len(row.json) + 12, msg, row.op, True))
+                counts[msg.topic][row.op] += 1
+                continue
         try:
             result = decode(msg.topic, msg.key, msg.value)
             if isinstance(result, Tombstone):
@@ -281,12 +298,16 @@ class CassandraSink:
         self.concurrency = concurrency
         self.window_s = window_s
         self.upserts = {}
+        self.json_upserts = {}
         self.deletes = {}
         for d in datasets.DATASETS.values():
             cols = upsert_columns(d)
             self.upserts[d.name] = session.prepare(
                 f"INSERT INTO {keyspace}.{d.name} ({', '.join(cols)}) "
                 f"VALUES ({', '.join('?' * len(cols))}) USING TIMESTAMP ?")
+            # Every column is in the document, so JSON's "absent means null" never applies.
+            self.json_upserts[d.name] = session.prepare(
+                f"INSERT INTO {keyspace}.{d.name} JSON ? USING TIMESTAMP ?")
             where = " AND ".join(f"{c} = ?" for c in key_columns(d))
             self.deletes[d.name] = session.prepare(
                 f"DELETE FROM {keyspace}.{d.name} USING TIMESTAMP ? WHERE {where}")
@@ -299,7 +320,8 @@ class CassandraSink:
             f"VALUES ({', '.join('?' * len(cols))})")
 
     def statement(self, w: Write):
-        return (self.deletes if w.delete else self.upserts)[w.table].bind(w.params)
+        prepared = self.deletes if w.delete else self.json_upserts if w.as_json else self.upserts
+        return prepared[w.table].bind(w.params)
 
     def bind_all(self, p: Plan) -> list[tuple[Write, Any]]:
         """(write, bound statement) for each write the driver accepts; a write it refuses to serialize (the
@@ -330,50 +352,98 @@ class CassandraSink:
     def apply(self, p: Plan, batch: change_log.BatchRef | None = None) -> None:
         """Write the plan; then, with `batch`, mark every partition it touched for the bridge. Marks come
         only after the data writes succeeded: a mark the bridge reads always finds the data there. Rows the
-        driver refuses become dead letters first (bind_all): `p` is updated in place."""
+        driver refuses become dead letters first (bind_all), and so do rows Cassandra refuses
+        (`refused`): `p` is updated in place."""
         from cassandra.query import BatchStatement, BatchType
 
         statements = {id(w): statement for w, statement in self.bind_all(p)}
-        requests = []
+        requests, carried = [], []
         for chunk in batches_by_partition(p.writes):
             if len(chunk) == 1:
                 requests.append((statements[id(chunk[0])], None))
-                continue
-            grouped = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for w in chunk:
-                grouped.add(statements[id(w)])
-            requests.append((grouped, None))
+            else:
+                grouped = BatchStatement(batch_type=BatchType.UNLOGGED)
+                for w in chunk:
+                    grouped.add(statements[id(w)])
+                requests.append((grouped, None))
+            carried.append(chunk)
+        refused = self.execute(requests)
+        if refused:
+            self.refused(p, [w for i in sorted(refused) for w in carried[i]])
         received = now_millis()
-        for dl in p.dead_letters:
-            requests.append((self.dead_letter.bind(dl.params(received)), None))
-        self.execute(requests)
+        dead_letters = [(self.dead_letter.bind(dl.params(received)), None) for dl in p.dead_letters]
+        self.execute(dead_letters, refusable=False)
         if batch is not None and p.writes:
-            self.execute([(self.mark.bind(params), None) for params in change_log.mark_rows(batch, p.touched())])
+            self.execute([(self.mark.bind(params), None) for params in change_log.mark_rows(batch, p.touched())],
+                         refusable=False)
 
-    def execute(self, requests: list) -> None:
+    def refused(self, p: Plan, writes: list[Write]) -> None:
+        """Writes of requests Cassandra refused as invalid (InvalidRequest: a key over 64 KiB, say), sent
+        again one by one, a fast-path row through the reference decoder; each one refused again leaves the
+        plan as a dead letter with Cassandra's reason. The others are written."""
+        for w in writes:
+            again = w
+            if w.as_json and w.message is not None:
+                retyped = plan([w.message], fast=False)
+                again = retyped.writes[0] if retyped.writes else None
+                if again is None:  # the reference dead-letters what the fast path accepted: its reason wins
+                    self._drop(p, w, retyped.dead_letters[0].error)
+                    continue
+            try:
+                statement = self.statement(again)
+            except Exception as exc:  # noqa: BLE001 - the driver refuses the typed row: a dead letter
+                self._drop(p, w, f"{w.topic}: the Cassandra driver cannot write this row: "
+                                 f"{type(exc).__name__}: {exc}")
+                continue
+            refusal = self.execute([(statement, None)]).get(0)
+            if refusal is not None:
+                self._drop(p, w, f"{w.topic}: Cassandra refused the write: {first_line(refusal, 400)}")
+
+    def _drop(self, p: Plan, w: Write, reason: str) -> None:
+        if w.message is None:
+            raise RuntimeError(f"{w.topic}@{w.offset}: refused without its source message: {reason}")
+        p.writes.remove(w)
+        p.dead_letters.append(DeadLetter(w.message, bounded_error(reason)))
+        counts = p.counts.setdefault(w.topic, Counter())
+        counts[w.op] -= 1
+        counts["dead_letter"] += 1
+
+    def execute(self, requests: list, refusable: bool = True) -> dict[int, Exception]:
         """Every request, concurrently; those that failed transiently (Cassandra restarting, a connection
         dropped) are sent again with backoff for `window_s`, then SinkUnavailable fails the task (Spark
         retries it, then the driver retries the batch). Repeating a write is harmless: each carries its LSN
-        as write timestamp, the dead letters and marks their own full key. A failure retrying cannot fix
-        (InvalidRequest, Unauthorized) is raised at once."""
+        as write timestamp, the dead letters and marks their own full key. Returns {index: error} of the
+        requests Cassandra refused as invalid (InvalidRequest) when `refusable`; any other failure retrying cannot
+        fix (Unauthorized, a refused dead letter or mark) is raised at once."""
+        from cassandra import InvalidRequest
         from cassandra.concurrent import execute_concurrent
 
         outage = Outage("Cassandra", self.window_s, give_up=SinkUnavailable)
-        while requests:
-            results = execute_concurrent(self.session, requests, concurrency=self.concurrency,
-                                         raise_on_first_error=False)
-            failed = [(req, res) for req, (ok, res) in zip(requests, results) if not ok]
+        pending = list(range(len(requests)))
+        refused: dict[int, Exception] = {}
+        while pending:
+            results = execute_concurrent(self.session, [requests[i] for i in pending],
+                                         concurrency=self.concurrency, raise_on_first_error=False)
+            failed = []
+            for i, (ok, res) in zip(pending, results):
+                if ok:
+                    continue
+                if refusable and isinstance(res, InvalidRequest):
+                    refused[i] = res
+                elif not is_transient(res):
+                    raise res
+                else:
+                    failed.append((i, res))
             if not failed:
-                return
-            error = next((res for _, res in failed if not is_transient(res)), failed[0][1])
-            if not is_transient(error):
-                raise error
+                return refused
+            error = failed[0][1]
             delay = outage.next_delay(error)  # SinkUnavailable once the window has passed
             log.warning("Cassandra: %d of %d writes failed (%s); retry %d in %.1fs (%.0fs of a %.0fs window)",
-                        len(failed), len(requests), first_line(error), outage.attempts, delay, outage.elapsed(),
+                        len(failed), len(pending), first_line(error), outage.attempts, delay, outage.elapsed(),
                         self.window_s)
             time.sleep(delay)
-            requests = [req for req, _ in failed]
+            pending = [i for i, _ in failed]
+        return refused
 
 
 # --- executor side -------------------------------------------------------------------------------------
@@ -430,14 +500,31 @@ def drop_sink(target: SinkTarget) -> None:
 OFFSET_STAT = "end_offset"  # (topic, "end_offset:<partition>", next offset to read) among the stats
 
 
-def write_partition(rows: Iterable[Any], target: SinkTarget,
-                    batch: change_log.BatchRef | None = None) -> Iterator[tuple[str, str, int]]:
-    """mapPartitions body: Kafka rows (topic, partition, offset, key, value) -> (topic, counter, n) stats,
-    plus the offset after the last message per Kafka partition (for the driver's progress record)."""
-    messages = [Message(r[0], r[1], r[2], None if r[3] is None else bytes(r[3]),
-                        None if r[4] is None else bytes(r[4])) for r in rows]
+STATS_SCHEMA = "topic string, name string, n long"  # what write_arrow yields, as a Spark DDL schema
+
+
+def write_arrow(batches: Iterable[Any], target: SinkTarget,
+                batch: change_log.BatchRef | None = None) -> Iterator[Any]:
+    """mapInArrow body: Arrow record batches of Kafka rows (topic, partition, offset, key, value) -> one record
+    batch of (topic, counter, n) stats, plus the offset after the last message per Kafka partition (for the
+    driver's progress record). Arrow hands the columns over in bulk: no pickled Row per message."""
+    import pyarrow as pa
+
+    messages: list[Message] = []
+    for b in batches:
+        messages.extend(map(Message, *(b.column(i).to_pylist() for i in range(5))))
+    stats = write_messages(messages, target, batch)
+    if stats:
+        topics, names, counts = zip(*stats)
+        yield pa.RecordBatch.from_arrays([pa.array(topics, pa.string()), pa.array(names, pa.string()),
+                                          pa.array(counts, pa.int64())], names=["topic", "name", "n"])
+
+
+def write_messages(messages: list[Message], target: SinkTarget,
+                   batch: change_log.BatchRef | None = None) -> list[tuple[str, str, int]]:
+    """Plan and write one task's messages; (topic, counter, n) stats and end offsets for the driver."""
     if not messages:
-        return iter(())
+        return []
     p = plan(messages)
     try:
         sink_for(target).apply(p, batch)
@@ -452,7 +539,7 @@ def write_partition(rows: Iterable[Any], target: SinkTarget,
         ends[(m.topic, m.partition)] = max(ends.get((m.topic, m.partition), 0), m.offset + 1)
     stats = [(topic, name, n) for topic, counter in p.counts.items() for name, n in counter.items()]
     stats += [(topic, f"{OFFSET_STAT}:{partition}", end) for (topic, partition), end in ends.items()]
-    return iter(stats)
+    return stats
 
 
 def summarize(stats: Iterable[tuple[str, str, int]]) -> dict[str, Counter]:

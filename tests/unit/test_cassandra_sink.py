@@ -37,7 +37,7 @@ def test_plan_counts_every_message_once():
 
 
 def test_upsert_binds_every_cassandra_column_then_the_lsn():
-    p = plan(messages("klines")[:1], WRITTEN)
+    p = plan(messages("klines")[:1], WRITTEN, fast=False)
     (w,) = p.writes
     assert not w.delete and w.table == "klines"
     cols = upsert_columns(datasets.KLINES)
@@ -159,7 +159,7 @@ def test_an_unexpected_error_in_the_decoder_is_a_dead_letter_not_a_crash(monkeyp
     def broken(topic, key, value):
         raise KeyError("a bug")
     monkeypatch.setattr(sink_module, "decode", broken)
-    p = plan([TRADE], WRITTEN)
+    p = plan([TRADE], WRITTEN, fast=False)
     assert not p.writes and "unexpected KeyError while decoding" in p.dead_letters[0].error
 
 

@@ -1,0 +1,210 @@
+"""The fast path of the decoder: the one event shape our connectors send, straight to a Cassandra JSON insert.
+
+Almost every message is a create, snapshot read or update in the plain JSON layout (no schema wrapper) with
+decimals as plain decimal strings, times as ZonedTimestamp text ending in `Z` with at most millisecond
+precision, and short ASCII text. For such a message `FastDecoder.upsert()` returns the row's
+`INSERT ... JSON` text (every Cassandra column of the dataset) and its keys, without building a Decimal or a
+datetime per value: the decimal strings go to Cassandra as they came (Cassandra's decimal keeps a string's
+digits and scale, as Python's Decimal does), times as epoch milliseconds.
+
+For anything else it returns None and the reference decoder (binance_cdc/stream/debezium.py, the single
+definition of what is correct) decides: deletes, tombstones, the schema wrapper, every value of an unusual
+form (an exponent, a `+00:00` offset, a nanosecond fraction, non-ASCII text, an integer that JSON parsing
+turned into a float), and every malformed message, whose dead-letter reason thus comes from one place.
+The rule is that the fast path only accepts what the reference accepts and yields the same row;
+tests/unit/test_fast_decode.py checks it on every recorded event and on malformed ones.
+
+Pure, no I/O; needs orjson (on the executors too).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+import orjson
+
+from binance_cdc import datasets
+from binance_cdc.stream.debezium import DecodeError, UPSERT_OPS, dataset_for_topic
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# A plain decimal, bounded: far below the Cassandra driver's 4300-digit limit and any scale limit.
+DECIMAL = re.compile(r"-?\d{1,40}(?:\.\d{1,40})?")
+# ZonedTimestamp as Debezium writes it for timestamptz: UTC, "Z", 0-6 fraction digits.
+ZONED = re.compile(r"(\d{4}-\d\d-\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?Z")
+MAX_TEXT = 1000  # longer text (a partition key over 64 KiB is refused by Cassandra) takes the reference path
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last millisecond a datetime holds
+
+
+class FastUpsert(NamedTuple):
+    json: str  # the INSERT ... JSON document
+    lsn: int
+    partition_key: tuple
+    clustering_key: tuple
+    op: str
+    source_ts_ms: int  # Postgres commit time (source.ts_ms)
+
+
+class _Day(NamedTuple):
+    day: date
+    epoch_ms: int
+
+
+_DAYS: dict[str, _Day | None] = {}
+
+
+def _day(text: str) -> _Day | None:
+    """The date of a YYYY-MM-DD prefix and its epoch milliseconds, or None when it is no valid date."""
+    known = _DAYS.get(text, False)
+    if known is not False:
+        return known
+    try:
+        day = date.fromisoformat(text)
+        found = _Day(day, (day - EPOCH.date()).days * 86_400_000) if day.year >= 1 else None
+    except ValueError:
+        found = None
+    if len(_DAYS) < 100_000:
+        _DAYS[text] = found
+    return found
+
+
+def zoned_ms(text: Any) -> tuple[int, _Day] | None:
+    """(epoch milliseconds, its UTC day) of a ZonedTimestamp text with at most millisecond precision."""
+    if type(text) is not str:
+        return None
+    m = ZONED.fullmatch(text)
+    if m is None:
+        return None
+    day = _day(m.group(1))
+    hour, minute, second = int(m.group(2)), int(m.group(3)), int(m.group(4))
+    if day is None or hour > 23 or minute > 59 or second > 59:
+        return None
+    fraction = m.group(5)
+    micros = int(fraction.ljust(6, "0")) if fraction else 0
+    if micros % 1000:  # sub-millisecond: the reference dead-letters it
+        return None
+    return day.epoch_ms + ((hour * 60 + minute) * 60 + second) * 1000 + micros // 1000, day
+
+
+def _ms_time(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+class FastDecoder:
+    """Per-dataset rules built once: column names and kinds, the bucket, the key columns."""
+
+    def __init__(self, dataset: datasets.Dataset) -> None:
+        self.dataset = dataset
+        self.columns = tuple((c.name, c.kind, c.nullable) for c in dataset.columns)
+        self.names = frozenset(c.name for c in dataset.columns)
+        self.bucket_column = dataset.bucket_column
+        self.bucket_source = dataset.bucket_source
+        self.bucket_month = dataset.bucket_unit == "month"
+        if dataset.bucket_column and dataset.bucket_unit not in ("day", "month"):
+            raise ValueError(f"{dataset.name}: unknown bucket_unit {dataset.bucket_unit!r}")
+        kinds = dataset.cql_columns
+        self.partition_key = tuple((n, kinds[n]) for n in dataset.cql_partition_key)
+        self.clustering_key = tuple((n, kinds[n]) for n in dataset.cql_clustering_key)
+
+    def upsert(self, value: bytes, written_at_ms: int) -> FastUpsert | None:
+        try:
+            envelope = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+        if type(envelope) is not dict or "payload" in envelope:
+            return None
+        op = envelope.get("op")
+        if op not in UPSERT_OPS:
+            return None
+        row = envelope.get("after")
+        source = envelope.get("source")
+        event_ms = envelope.get("ts_ms")
+        if type(row) is not dict or type(source) is not dict or not _is_int(event_ms, 0, MAX_EPOCH_MS):
+            return None
+        lsn, source_ms, tx = source.get("lsn"), source.get("ts_ms"), source.get("txId")
+        if not (_is_int(lsn, 0, 2 ** 63 - 1) and _is_int(source_ms, 0, MAX_EPOCH_MS)
+                and (tx is None or _is_int(tx, 0, 2 ** 63 - 1))):
+            return None
+        if len(row) != len(self.names) or not self.names.issuperset(row):
+            return None
+        days: dict[str, _Day] = {}
+        for name, kind, nullable in self.columns:
+            raw = row[name]
+            if raw is None:
+                if not nullable:
+                    return None
+            elif kind == "decimal":
+                if type(raw) is not str or DECIMAL.fullmatch(raw) is None:
+                    return None
+            elif kind == "timestamp":
+                parsed = zoned_ms(raw)
+                if parsed is None:
+                    return None
+                row[name], days[name] = parsed
+            elif kind == "text":
+                if type(raw) is not str or len(raw) > MAX_TEXT or not raw.isascii():
+                    return None
+            elif kind == "bigint":
+                if not _is_int(raw, -(2 ** 63), 2 ** 63 - 1):
+                    return None
+            elif kind == "int":
+                if not _is_int(raw, -(2 ** 31), 2 ** 31 - 1):
+                    return None
+            elif kind == "boolean":
+                if type(raw) is not bool:
+                    return None
+            else:  # date and any later kind: the reference decoder
+                return None
+        if self.bucket_column:
+            day = days.get(self.bucket_source)
+            if day is None:  # a null bucket source: the reference says why
+                return None
+            bucket = day.day.replace(day=1) if self.bucket_month else day.day
+            row[self.bucket_column] = bucket.isoformat()
+        row["cdc_op"] = op
+        row["cdc_source_lsn"] = lsn
+        row["cdc_source_ts"] = source_ms
+        row["cdc_event_ts"] = event_ms
+        row["cdc_tx_id"] = None if tx is None else str(tx)
+        row["cdc_written_at"] = written_at_ms
+        if self.bucket_column:
+            key_values = {self.bucket_column: bucket}
+        else:
+            key_values = {}
+        return FastUpsert(orjson.dumps(row).decode(), lsn,
+                          tuple(self._key(row, n, k, key_values) for n, k in self.partition_key),
+                          tuple(self._key(row, n, k, key_values) for n, k in self.clustering_key),
+                          op, source_ms)
+
+    @staticmethod
+    def _key(row: dict, name: str, kind: str, known: dict) -> Any:
+        """A key column as the reference decoder types it (marks for the bridge are built from it)."""
+        if name in known:
+            return known[name]
+        value = row[name]
+        if kind == "timestamp":
+            return _ms_time(value)
+        if kind == "decimal":
+            return Decimal(value)
+        return value
+
+
+_DECODERS: dict[str, FastDecoder | None] = {}
+
+
+def decoder_for(topic: str) -> FastDecoder | None:
+    """The fast decoder of a topic's dataset, or None for a topic the reference decoder must judge."""
+    found = _DECODERS.get(topic, False)
+    if found is False:
+        try:
+            found = FastDecoder(dataset_for_topic(topic))
+        except DecodeError:
+            found = None
+        _DECODERS[topic] = found
+    return found
