@@ -215,15 +215,17 @@ def consume(settings, topics: list[str], until, timeout: float = 90, idle: float
 
 @contextmanager
 def throwaway_connector(settings, schemas: bool = False, label: str = "test",
-                        snapshot_symbols: str | None = None, overrides: dict | None = None) -> Iterator[dict]:
+                        snapshot_symbols: str | None = None, overrides: dict | None = None,
+                        suffix: str | None = None) -> Iterator[dict]:
     """A second connector (snapshot initial) with its own slot and topic prefix; removed afterwards with
     its slot and topics. Yields {"name", "slot", "prefix", "topics"}.
 
     `snapshot_symbols` (a LIKE pattern such as 'TAB12CD%') limits the snapshot to those symbols' rows
     (Debezium's snapshot.select.statement.overrides): whatever else the shared `binance` tables hold (a
     demo's or a benchmark's rows) is then not read again by every test run. `overrides`: further
-    properties (a scratch publication, a short heartbeat interval)."""
-    suffix = random_suffix()
+    properties (a scratch publication, a short heartbeat interval); `suffix` fixes the random part of the
+    names when a test must know the slot's name before the connector exists."""
+    suffix = suffix or random_suffix()
     info = {"name": f"binance-{label}-{suffix}", "slot": f"{label}_slot_{suffix}",
             "prefix": f"{label}{suffix}"}
     info["topics"] = topics_for(info["prefix"])

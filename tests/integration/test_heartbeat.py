@@ -5,8 +5,9 @@ captured change. Then `make status`'s slot and heartbeat lines, read for real ag
 healthy, and the heartbeat line turns BAD when Kafka cannot be reached.
 
 Isolated from everyone else on the shared stack: a throwaway connector (own slot, topic prefix, 1 s heartbeat
-interval) reads a scratch publication of one scratch table plus the heartbeat table, so nobody's writes to
-the shared `binance` tables can move its slot; all of it is dropped afterwards.
+interval) reads a scratch publication of one scratch table plus the heartbeat table filtered to its own
+slot's rows, so neither writes to the shared `binance` tables nor other connectors' heartbeats can move its
+slot; all of it is dropped afterwards.
 """
 
 from __future__ import annotations
@@ -40,17 +41,19 @@ def admin(settings, sql: str, params=None):
 @pytest.fixture
 def scratch_publication(settings):
     """Schema hb_<x> with a captured and an uncaptured table; publication hb_pub_<x> of the captured one and
-    the heartbeat table (as 04_publication.sql does for the five)."""
+    the heartbeat table (as 04_publication.sql does for the five), restricted to the rows of slot hb_slot_<x>
+    (a PG 15 row filter: the pipeline's connector writes heartbeats there too)."""
     suffix = random_suffix()
-    schema, publication = f"hb_{suffix}", f"hb_pub_{suffix}"
+    schema, publication, slot = f"hb_{suffix}", f"hb_pub_{suffix}", f"hb_slot_{suffix}"
     cdc = settings.replication.user
     admin(settings, f"CREATE SCHEMA {schema}; "
                     f"CREATE TABLE {schema}.captured (id int PRIMARY KEY, note text); "
                     f"CREATE TABLE {schema}.uncaptured (id int, pad text); "
                     f"GRANT USAGE ON SCHEMA {schema} TO {cdc}; GRANT SELECT ON {schema}.captured TO {cdc}; "
-                    f"CREATE PUBLICATION {publication} FOR TABLE {schema}.captured, cdc_heartbeat.beats")
+                    f"CREATE PUBLICATION {publication} FOR TABLE {schema}.captured, "
+                    f"cdc_heartbeat.beats WHERE (slot_name = '{slot}')")
     try:
-        yield schema, publication
+        yield suffix, schema, publication
     finally:
         admin(settings, f"DROP PUBLICATION IF EXISTS {publication}; DROP SCHEMA IF EXISTS {schema} CASCADE")
 
@@ -73,10 +76,11 @@ def scratch_settings(settings: Settings, slot: str, prefix: str) -> Settings:
 
 
 def test_heartbeat_moves_an_idle_slot_past_uncaptured_wal(settings, scratch_publication):
-    schema, publication = scratch_publication
+    suffix, schema, publication = scratch_publication
     overrides = {"publication.name": publication, "schema.include.list": schema,
                  "table.include.list": f"{schema}.captured", "heartbeat.interval.ms": "1000"}
-    with throwaway_connector(settings, label="hb", overrides=overrides) as info:
+    with throwaway_connector(settings, label="hb", overrides=overrides, suffix=suffix) as info:
+        assert info["slot"] == f"hb_slot_{suffix}"
         deadline = time.monotonic() + 60
         while (confirmed_flush(settings, info["slot"]) or (None, False))[1] is not True:
             assert time.monotonic() < deadline, "the throwaway connector's slot never became active"
