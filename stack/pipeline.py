@@ -40,15 +40,16 @@ def heartbeat_interval_s(settings) -> float:
     return int(render_local(settings)["config"].get("heartbeat.interval.ms", "0")) / 1000
 
 
-def connector_row(settings) -> Row:
-    from connectors.register import render_local
+def connector_row(settings, name: str | None = None) -> Row:
+    """The pipeline's connector (named in connectors/debezium-postgres-local.json), or `name`."""
+    from connectors.register import connector_status, render_local
 
-    name = render_local(settings)["name"]
+    name = name or render_local(settings)["name"]
     try:
-        answer = requests.get(f"{settings.connect.url}/connectors/{name}/status", timeout=5)
+        status = connector_status(settings.connect.url.rstrip("/"), name, timeout=5)
     except requests.RequestException as exc:
         return Row("connector", False, f"Kafka Connect unreachable: {exc.__class__.__name__}")
-    return judge_connector(name, None if answer.status_code == 404 else answer.json())
+    return judge_connector(name, status)
 
 
 SLOT_QUERY = """

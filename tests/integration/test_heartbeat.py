@@ -2,7 +2,8 @@
 uncaptured table, the connector's heartbeat (heartbeat.action.query into cdc_heartbeat.beats) makes the
 slot confirm past the burst within a bounded time; without it the slot holds the burst until the next
 captured change. Then `make status`'s slot and heartbeat lines, read for real against that connector, are
-healthy, and the heartbeat line turns BAD when Kafka cannot be reached.
+healthy, and the heartbeat line turns BAD when Kafka cannot be reached. Finding 5 too: a paused connector
+is BAD in `make status` (read through Connect's REST).
 
 Isolated from everyone else on the shared stack: a throwaway connector (own slot, topic prefix, 1 s heartbeat
 interval) reads a scratch publication of one scratch table plus the heartbeat table filtered to its own
@@ -113,3 +114,17 @@ def test_heartbeat_moves_an_idle_slot_past_uncaptured_wal(settings, scratch_publ
         groups["kafka"] = dataclasses.replace(no_kafka.kafka, bootstrap_servers="127.0.0.1:9")
         _, heartbeat_row = pipeline.slot_and_heartbeat_rows(Settings(groups))
         assert not heartbeat_row.healthy and "Kafka: unreachable" in heartbeat_row.detail, heartbeat_row
+
+
+def test_status_sees_a_paused_connector(settings):
+    """Finding 5, read for real: a (throwaway) connector paused through Connect's REST is BAD at once."""
+    import requests
+
+    with throwaway_connector(settings, label="pause", snapshot_symbols="ZZPAUSENONE%") as info:
+        assert pipeline.connector_row(settings, info["name"]).healthy
+        requests.put(f"{settings.connect.url}/connectors/{info['name']}/pause", timeout=10).raise_for_status()
+        deadline = time.monotonic() + 60
+        while (row := pipeline.connector_row(settings, info["name"])).healthy:
+            assert time.monotonic() < deadline, "the connector never reported PAUSED"
+            time.sleep(0.5)
+        assert "PAUSED" in row.detail, row
