@@ -40,3 +40,39 @@ def message_counts(kafka: KafkaSettings, names: list[str], timeout: float = 10.0
         return counts
     finally:
         consumer.close()
+
+
+def heartbeat_topic(kafka: KafkaSettings) -> str:
+    """Where Debezium sends its heartbeats (topic.heartbeat.prefix's default, then topic.prefix)."""
+    return f"__debezium-heartbeat.{kafka.topic_prefix}"
+
+
+def newest_timestamp(kafka: KafkaSettings, topic: str, timeout: float = 5.0) -> float | str:
+    """The newest message's timestamp in `topic` (epoch seconds, over all partitions), or a text saying why
+    there is none (topic missing or empty, Kafka unreachable). Reads one message per partition."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    try:
+        consumer = Consumer({**client_conf(kafka), "group.id": "binance-cdc-status", "enable.auto.commit": False})
+    except KafkaException as exc:
+        return f"unreachable ({exc})"
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return f"no topic {topic}"
+        newest: float | None = None
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, partition, high - 1)])
+            message = consumer.poll(timeout)
+            if message is None or message.error():
+                continue
+            _kind, millis = message.timestamp()
+            newest = max(newest or 0.0, millis / 1000)
+        return newest if newest is not None else f"no message in {topic}"
+    except KafkaException as exc:
+        return f"unreachable ({str(exc)[:80]})"
+    finally:
+        consumer.close()

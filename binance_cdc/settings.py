@@ -186,6 +186,14 @@ def _identifier(raw: str) -> str:
     return raw
 
 
+def _slot_name(raw: str) -> str:
+    # Postgres's own rule for slot names; it also lets the name sit safely inside the connector's
+    # heartbeat.action.query literal.
+    if not raw or len(raw) > 63 or not all(c.islower() or c.isdigit() or c == "_" for c in raw) or not raw.isascii():
+        raise ValueError("must be a replication slot name: lower-case letters, digits and _, at most 63")
+    return raw
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in allowed:
@@ -260,7 +268,7 @@ VARIABLES: tuple[Var, ...] = (
         doc="Debezium topic.prefix: topics are <prefix>.binance.<table>"),
     # Kafka Connect + Debezium
     Var("CONNECT_URL", "connect", "url", _url, "http://127.0.0.1:8083", doc="Kafka Connect REST API"),
-    Var("DEBEZIUM_SLOT_NAME", "connect", "slot_name", default="binance_slot", doc="logical replication slot"),
+    Var("DEBEZIUM_SLOT_NAME", "connect", "slot_name", _slot_name, "binance_slot", doc="logical replication slot"),
     Var("DEBEZIUM_PUBLICATION", "connect", "publication", default="binance_publication",
         doc="publication of the five tables"),
     # Cassandra

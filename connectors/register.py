@@ -66,8 +66,16 @@ def render(template: Mapping[str, Any], values: Mapping[str, str]) -> dict:
 
 
 def render_local(settings, overrides: Mapping[str, str] | None = None, name: str | None = None) -> dict:
-    """The local connector {name, config} with settings filled in; `overrides`/`name` for throwaway copies."""
-    rendered = render(json.loads(LOCAL_CONFIG.read_text()), settings_mapping(settings))
+    """The local connector {name, config} with settings filled in; `overrides`/`name` for throwaway copies.
+    Overriding a property that is exactly one setting (`slot.name` is `${DEBEZIUM_SLOT_NAME}`) overrides that
+    setting everywhere it is used, so a throwaway connector's heartbeat rows carry its own slot's name."""
+    template = json.loads(LOCAL_CONFIG.read_text())
+    values = settings_mapping(settings)
+    for key, value in (overrides or {}).items():
+        whole = _LEFT_PLACEHOLDER.fullmatch(str(template["config"].get(key, "")))
+        if whole:
+            values[whole.group(1)] = value
+    rendered = render(template, values)
     rendered["config"].update(overrides or {})
     if name:
         rendered["name"] = name

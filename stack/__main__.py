@@ -83,7 +83,7 @@ def adopt_hand_started_stream() -> None:
 
 
 def status(settings, names: list[str]) -> int:
-    """Services, then (for the whole stack) the change path: connector, slot, stream, bridge."""
+    """Services, then (for the whole stack) the change path: connector, slot, heartbeat, stream, bridge."""
     unhealthy = 0
     for name in names:
         row = service(name).status(settings)

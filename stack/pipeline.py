@@ -1,32 +1,29 @@
 """`make status`, second part: the change path, stage by stage, not just the services.
 
 - connector: the Debezium connector's state and its tasks' (Kafka Connect REST);
-- slot: the replication slot's state and the WAL it holds back (bytes Debezium has not confirmed);
+- slot: the replication slot's state, the WAL it holds back, and whether it confirms the connector's
+  heartbeats (rows in cdc_heartbeat.beats, each with the WAL position it was written at);
+- heartbeat: the connector's end-to-end liveness: its newest heartbeat row in Postgres and its newest
+  heartbeat message in Kafka (so Kafka down is seen even while Connect's REST still says RUNNING);
 - stream: the streaming job's process, the age of its last finished micro-batch and its Kafka lag
   (messages in the topics after the offsets that batch reached, from `stream_progress`);
 - bridge: its last run and how far the serving tables are behind the stream's last batch.
-Each line says OK or what is wrong; `rows()` returns them with a healthy flag.
+This module reads; stack/change_path_verdicts.py judges. `rows()` returns the lines with a healthy flag.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import requests
 
+from stack.change_path_verdicts import Row, SlotState, judge_connector, judge_heartbeat, judge_slot
+
 log = logging.getLogger(__name__)
 
 STREAM = "spark_streaming"
-
-
-@dataclass
-class Row:
-    name: str
-    healthy: bool
-    detail: str
 
 
 def _age(moment: datetime | None, now: datetime) -> str:
@@ -37,28 +34,37 @@ def _age(moment: datetime | None, now: datetime) -> str:
     return f"{(now - moment).total_seconds():.0f}s ago"
 
 
-def connector_row(settings) -> Row:
+def heartbeat_interval_s(settings) -> float:
     from connectors.register import render_local
 
-    name = render_local(settings)["name"]
+    return int(render_local(settings)["config"].get("heartbeat.interval.ms", "0")) / 1000
+
+
+def connector_row(settings, name: str | None = None) -> Row:
+    """The pipeline's connector (named in connectors/debezium-postgres-local.json), or `name`."""
+    from connectors.register import connector_status, render_local
+
+    name = name or render_local(settings)["name"]
     try:
-        answer = requests.get(f"{settings.connect.url}/connectors/{name}/status", timeout=5)
+        status = connector_status(settings.connect.url.rstrip("/"), name, timeout=5)
     except requests.RequestException as exc:
         return Row("connector", False, f"Kafka Connect unreachable: {exc.__class__.__name__}")
-    if answer.status_code == 404:
-        return Row("connector", False, f"{name} is not registered (make up registers it)")
-    state = answer.json()
-    tasks = state.get("tasks", [])
-    task_states = ",".join(t.get("state", "?") for t in tasks) or "no task"
-    healthy = state.get("connector", {}).get("state") == "RUNNING" and tasks and \
-        all(t.get("state") == "RUNNING" for t in tasks)
-    trace = next((t.get("trace", "").splitlines()[0] for t in tasks if t.get("trace")), "")
-    return Row("connector", bool(healthy),
-               f"{name} {state.get('connector', {}).get('state', '?')}, tasks {task_states}"
-               + (f" ({trace[:120]})" if trace else ""))
+    return judge_connector(name, status)
 
 
-def slot_row(settings) -> Row:
+SLOT_QUERY = """
+    SELECT s.slot_name, s.active, s.wal_status,
+           coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn), 0)::bigint,
+           extract(epoch FROM now() - min(b.beat_at) FILTER (WHERE b.beat_lsn > s.confirmed_flush_lsn))::float8,
+           extract(epoch FROM now() - max(b.beat_at))::float8
+    FROM pg_replication_slots s LEFT JOIN cdc_heartbeat.beats b ON b.slot_name = s.slot_name
+    WHERE s.slot_name = %s
+    GROUP BY s.slot_name, s.active, s.wal_status, s.confirmed_flush_lsn"""
+
+
+def read_slot(settings) -> SlotState | None | str:
+    """The slot with its heartbeats, None when it does not exist, or the text saying why Postgres could not
+    be read. As the superuser over the socket, like the rest of `make status`."""
     import psycopg2
 
     from stack.postgres import admin_dsn
@@ -66,17 +72,26 @@ def slot_row(settings) -> Row:
     try:
         with psycopg2.connect(admin_dsn(settings, settings.postgres.database), connect_timeout=3) as conn, \
                 conn.cursor() as cur:
-            cur.execute("SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, wal_status "
-                        "FROM pg_replication_slots WHERE slot_name = %s", (settings.connect.slot_name,))
+            cur.execute(SLOT_QUERY, (settings.connect.slot_name,))
             row = cur.fetchone()
+        conn.close()
     except psycopg2.Error as exc:
-        return Row("slot", False, f"Postgres unreachable: {str(exc).strip()[:120]}")
-    if row is None:
-        return Row("slot", False, f"{settings.connect.slot_name} does not exist")
-    active, lag, wal_status = row
-    return Row("slot", bool(active) and wal_status != "lost",
-               f"{settings.connect.slot_name} {'active' if active else 'INACTIVE'}, holds {lag or 0:,} bytes of WAL "
-               f"({wal_status})")
+        return f"Postgres unreachable: {str(exc).strip()[:120]}"
+    return None if row is None else SlotState(*row)
+
+
+def slot_and_heartbeat_rows(settings) -> list[Row]:
+    from binance_cdc.kafka_client import heartbeat_topic, newest_timestamp
+
+    slot = read_slot(settings)
+    if isinstance(slot, str):
+        return [Row("slot", False, slot), Row("heartbeat", False, slot)]
+    interval = heartbeat_interval_s(settings)
+    topic = heartbeat_topic(settings.kafka)
+    newest = newest_timestamp(settings.kafka, topic)
+    kafka_age = newest if isinstance(newest, str) else max(0.0, datetime.now(timezone.utc).timestamp() - newest)
+    return [judge_slot(slot, settings.connect.slot_name, interval),
+            judge_heartbeat(slot.newest_beat_age_s if slot else None, kafka_age, topic, interval)]
 
 
 def stream_process(settings) -> tuple[str, bool]:
@@ -121,7 +136,8 @@ def stream_rows(settings, now: datetime, progress) -> list[Row]:
     last = max(progress.values(), key=lambda p: p.batch_completed_at, default=None)
     lag = _kafka_lag(settings, last.end_offsets if last else None)
     batch = f"last batch {last.last_batch_id} {_age(last.batch_completed_at, now)}" if last else "no batch yet"
-    return [Row("stream", healthy, f"{state}; {batch}; Kafka lag {lag}")]
+    # Kafka unreadable: the stream cannot move either, whatever its process says.
+    return [Row("stream", healthy and not lag.startswith("unknown"), f"{state}; {batch}; Kafka lag {lag}")]
 
 
 def bridge_row(settings, now: datetime, progress) -> Row:
@@ -193,5 +209,5 @@ def _kafka_lag(settings, end_offsets: str | None) -> str:
 def rows(settings) -> list[Row]:
     now = datetime.now(timezone.utc)
     progress = _progress(settings)  # one Cassandra session serves the stream and the bridge lines
-    return [connector_row(settings), slot_row(settings), *stream_rows(settings, now, progress),
+    return [connector_row(settings), *slot_and_heartbeat_rows(settings), *stream_rows(settings, now, progress),
             bridge_row(settings, now, progress)]

@@ -132,6 +132,18 @@ def drop_slot(settings, slot: str, timeout: float = 60) -> None:
         conn.close()
 
 
+def delete_heartbeats(settings, slot: str) -> None:
+    """The heartbeat rows a throwaway connector wrote (keyed by its slot; the pipeline's stay). As the
+    superuser over the socket: the roles the tests hold may not delete them, by design."""
+    import psycopg2
+
+    from stack.postgres import admin_dsn
+
+    with psycopg2.connect(admin_dsn(settings, settings.postgres.database)) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM cdc_heartbeat.beats WHERE slot_name = %s", (slot,))
+    conn.close()
+
+
 def topics_for(prefix: str) -> list[str]:
     return [f"{prefix}.{d.topic_suffix}" for d in datasets.DATASETS.values()]
 
@@ -203,18 +215,21 @@ def consume(settings, topics: list[str], until, timeout: float = 90, idle: float
 
 @contextmanager
 def throwaway_connector(settings, schemas: bool = False, label: str = "test",
-                        snapshot_symbols: str | None = None) -> Iterator[dict]:
+                        snapshot_symbols: str | None = None, overrides: dict | None = None,
+                        suffix: str | None = None) -> Iterator[dict]:
     """A second connector (snapshot initial) with its own slot and topic prefix; removed afterwards with
     its slot and topics. Yields {"name", "slot", "prefix", "topics"}.
 
     `snapshot_symbols` (a LIKE pattern such as 'TAB12CD%') limits the snapshot to those symbols' rows
     (Debezium's snapshot.select.statement.overrides): whatever else the shared `binance` tables hold (a
-    demo's or a benchmark's rows) is then not read again by every test run."""
-    suffix = random_suffix()
+    demo's or a benchmark's rows) is then not read again by every test run. `overrides`: further
+    properties (a scratch publication, a short heartbeat interval); `suffix` fixes the random part of the
+    names when a test must know the slot's name before the connector exists."""
+    suffix = suffix or random_suffix()
     info = {"name": f"binance-{label}-{suffix}", "slot": f"{label}_slot_{suffix}",
             "prefix": f"{label}{suffix}"}
     info["topics"] = topics_for(info["prefix"])
-    overrides = {"slot.name": info["slot"], "topic.prefix": info["prefix"]}
+    overrides = {**(overrides or {}), "slot.name": info["slot"], "topic.prefix": info["prefix"]}
     if snapshot_symbols is not None:
         if not re.fullmatch(r"[A-Z0-9%_]+", snapshot_symbols):
             raise ValueError(f"snapshot_symbols {snapshot_symbols!r}: letters, digits, % and _ only")
@@ -234,6 +249,7 @@ def throwaway_connector(settings, schemas: bool = False, label: str = "test",
         register.delete(url, info["name"])
         drop_slot(settings, info["slot"])
         delete_topics(settings, info["topics"] + [f"__debezium-heartbeat.{info['prefix']}"])
+        delete_heartbeats(settings, info["slot"])
 
 
 @dataclasses.dataclass(frozen=True)

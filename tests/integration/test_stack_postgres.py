@@ -81,13 +81,45 @@ def test_replication_role_reads_but_cannot_write(settings):
         cdc.close()
 
 
-def test_publication_holds_exactly_the_five_tables(settings):
+def test_replication_role_writes_the_heartbeat_table_and_nothing_else(settings):
+    """The connector's own heartbeat.action.query runs as the replication role (under a throwaway slot name);
+    of all tables in the database, that role may write cdc_heartbeat.beats only; the app role may not."""
+    from connectors.register import render_local
+
+    slot = f"test_priv_{uuid.uuid4().hex[:8]}"
+    query = render_local(settings, {"slot.name": slot})["config"]["heartbeat.action.query"]
+    cdc = connect(settings, settings.replication, autocommit=True)
+    app = connect(settings, settings.postgres_app, autocommit=True)
+    try:
+        with cdc.cursor() as cur:
+            cur.execute(query)
+            cur.execute("SELECT count(*), bool_and(beat_lsn <= pg_current_wal_lsn()) FROM cdc_heartbeat.beats "
+                        "WHERE slot_name = %s", (slot,))
+            assert cur.fetchone() == (1, True)
+            cur.execute("SELECT n.nspname || '.' || c.relname FROM pg_class c "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
+                        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND "
+                        "(has_table_privilege(c.oid, 'INSERT') OR has_table_privilege(c.oid, 'UPDATE') "
+                        "OR has_table_privilege(c.oid, 'DELETE') OR has_table_privilege(c.oid, 'TRUNCATE'))")
+            assert {r[0] for r in cur.fetchall()} == {"cdc_heartbeat.beats"}
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute("UPDATE cdc_heartbeat.beats SET beat_at = now() WHERE slot_name = %s", (slot,))
+        with app.cursor() as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("DELETE FROM cdc_heartbeat.beats WHERE slot_name = %s", (slot,))
+    finally:
+        with cdc.cursor() as cur:
+            cur.execute("DELETE FROM cdc_heartbeat.beats WHERE slot_name = %s", (slot,))
+        cdc.close()
+        app.close()
+
+
+def test_publication_holds_exactly_the_five_tables_and_the_heartbeat_table(settings):
     from binance_cdc.datasets import DATASETS
 
     with connect(settings, settings.postgres_app) as conn, conn.cursor() as cur:
         cur.execute("SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %s",
                     (settings.connect.publication,))
-        assert {r[0] for r in cur.fetchall()} == {f"binance.{n}" for n in DATASETS}
+        assert {r[0] for r in cur.fetchall()} == {f"binance.{n}" for n in DATASETS} | {"cdc_heartbeat.beats"}
         # Only schema binance: the serving schema has tables of the same names, and they are not published.
         cur.execute("SELECT c.relname, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                     "WHERE n.nspname = 'binance' AND c.relname = ANY(%s)", (list(DATASETS),))
@@ -97,4 +129,4 @@ def test_publication_holds_exactly_the_five_tables(settings):
 def test_bootstrap_is_idempotent(settings):
     postgres.bootstrap(settings)
     postgres.bootstrap(settings)
-    test_publication_holds_exactly_the_five_tables(settings)
+    test_publication_holds_exactly_the_five_tables_and_the_heartbeat_table(settings)

@@ -19,19 +19,21 @@ CLOUD = confluent.TEMPLATE
 
 # Property names of PostgresCdcSourceV2 as documented by Confluent (connector page's property table and its
 # configuration example; the CLI reference for the {"name", "config"} file). Confluent rejects unknown names,
-# so a new property has to be checked there before it is added here.
+# so a new property has to be checked there before it is added here. heartbeat.action.query: listed (type
+# STRING) among PostgresCdcSourceV2's parameters as Confluent Cloud reports them for a created connector
+# (vdesabou/kafka-docker-playground issues 7146 and 7550, "list of all available parameters").
 DOCUMENTED_V2 = {
     "connector.class", "name", "kafka.auth.mode", "kafka.api.key", "kafka.api.secret",
     "kafka.service.account.id", "database.hostname", "database.port", "database.user", "database.password",
     "database.dbname", "database.sslmode", "topic.prefix", "table.include.list", "table.exclude.list",
     "plugin.name", "slot.name", "publication.name", "publication.autocreate.mode", "snapshot.mode",
     "output.data.format", "output.key.format", "after.state.only", "decimal.handling.mode",
-    "time.precision.mode", "tombstones.on.delete", "heartbeat.interval.ms", "tasks.max",
+    "time.precision.mode", "tombstones.on.delete", "heartbeat.interval.ms", "heartbeat.action.query", "tasks.max",
 }
 MUST_AGREE = (
     "topic.prefix", "plugin.name", "slot.name", "publication.name", "publication.autocreate.mode",
     "snapshot.mode", "decimal.handling.mode", "time.precision.mode", "tombstones.on.delete",
-    "heartbeat.interval.ms", "database.hostname", "database.port", "database.dbname", "database.user",
+    "heartbeat.interval.ms", "heartbeat.action.query", "database.hostname", "database.port", "database.dbname", "database.user",
     "database.sslmode",
 )
 
@@ -50,10 +52,26 @@ def test_both_configs_capture_exactly_the_five_datasets():
     assert tables(config(CLOUD)) == expected
 
 
-def test_publication_sql_lists_the_same_tables():
+HEARTBEAT_TABLE = "cdc_heartbeat.beats"
+
+
+def test_publication_sql_lists_the_same_tables_and_the_heartbeat_table():
     sql = (PROJECT_ROOT / "sql" / "04_publication.sql").read_text()
-    listed = set(re.findall(r"binance\.[a-z_]+", sql.split("SET TABLE", 1)[1]))
-    assert listed == {f"binance.{name}" for name in datasets.DATASETS}
+    listed = set(re.findall(r"[a-z_]+\.[a-z_]+", sql.split("SET TABLE", 1)[1]))
+    # pgoutput sends the connector only the publication's changes: without the heartbeat table there, the
+    # heartbeat's write never reaches it and the slot cannot move while the five tables are idle.
+    assert listed == {f"binance.{name}" for name in datasets.DATASETS} | {HEARTBEAT_TABLE}
+
+
+def test_heartbeat_writes_the_heartbeat_table_per_slot_and_never_reaches_a_topic():
+    ddl = (PROJECT_ROOT / "sql" / "03_heartbeat.sql").read_text()
+    assert f"CREATE TABLE IF NOT EXISTS {HEARTBEAT_TABLE}" in ddl
+    for cfg in (config(LOCAL), config(CLOUD)):
+        query = cfg["heartbeat.action.query"]
+        assert f"INSERT INTO {HEARTBEAT_TABLE} (slot_name, beat_at, beat_lsn)" in query
+        assert "'${DEBEZIUM_SLOT_NAME}'" in query and "pg_current_wal_lsn()" in query
+        assert HEARTBEAT_TABLE not in cfg["table.include.list"]  # its events are filtered, not published
+    assert config(LOCAL)["schema.include.list"] == "binance"
 
 
 @pytest.mark.parametrize("key", MUST_AGREE)
@@ -171,3 +189,14 @@ def test_render_local_overrides_and_name_for_throwaway_copies():
     assert rendered["name"] == "binance-it"
     assert (rendered["config"]["slot.name"], rendered["config"]["topic.prefix"]) == ("it_slot", "it")
     assert rendered["config"]["database.hostname"] == "pg.example.internal"
+    # the overridden slot also names the heartbeat rows, so a throwaway connector never masks the pipeline's
+    query = rendered["config"]["heartbeat.action.query"]
+    assert "'it_slot'" in query and "slot_x" not in query
+    assert "'slot_x'" in register.render_local(local_settings())["config"]["heartbeat.action.query"]
+
+
+def test_a_slot_name_that_could_break_the_heartbeat_query_is_refused():
+    with pytest.raises(SettingsError, match="DEBEZIUM_SLOT_NAME"):
+        local_settings(DEBEZIUM_SLOT_NAME="x'); DROP TABLE binance.klines; --")
+    with pytest.raises(SettingsError, match="DEBEZIUM_SLOT_NAME"):
+        local_settings(DEBEZIUM_SLOT_NAME="Binance_Slot")
