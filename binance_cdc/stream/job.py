@@ -255,9 +255,13 @@ def progress_listener():
             p = event.progress
             for source in p.sources:
                 metrics = source.metrics or {}
+                # durationMs splits the batch's time: latestOffset (asking Kafka), walCommit/commitOffsets
+                # (checkpoint files), addBatch (our foreachBatch), triggerExecution (all of it).
                 log.info("batch %d progress: %d input rows, %.1f rows/s, lag maxOffsetsBehindLatest=%s "
-                         "avgOffsetsBehindLatest=%s", p.batchId, p.numInputRows, p.processedRowsPerSecond or 0.0,
-                         metrics.get("maxOffsetsBehindLatest", "n/a"), metrics.get("avgOffsetsBehindLatest", "n/a"))
+                         "avgOffsetsBehindLatest=%s, ms %s", p.batchId, p.numInputRows,
+                         p.processedRowsPerSecond or 0.0, metrics.get("maxOffsetsBehindLatest", "n/a"),
+                         metrics.get("avgOffsetsBehindLatest", "n/a"),
+                         " ".join(f"{k}={v}" for k, v in sorted((p.durationMs or {}).items())))
 
         def onQueryIdle(self, event) -> None:
             pass
