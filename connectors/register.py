@@ -65,9 +65,16 @@ def render(template: Mapping[str, Any], values: Mapping[str, str]) -> dict:
     return {"name": template["name"], "config": config}
 
 
+def tls_config(postgres) -> dict[str, str]:
+    """Debezium's TLS properties for the source database: `database.sslmode` is in the file (PG_SSLMODE);
+    `database.sslrootcert` only when PG_SSLROOTCERT names a CA file (the worker must have it at that path)."""
+    return {"database.sslrootcert": postgres.sslrootcert} if postgres.sslrootcert else {}
+
+
 def render_local(settings, overrides: Mapping[str, str] | None = None, name: str | None = None) -> dict:
     """The local connector {name, config} with settings filled in; `overrides`/`name` for throwaway copies."""
     rendered = render(json.loads(LOCAL_CONFIG.read_text()), settings_mapping(settings))
+    rendered["config"].update(tls_config(settings.postgres))
     rendered["config"].update(overrides or {})
     if name:
         rendered["name"] = name
