@@ -4,6 +4,8 @@ Each script asks for the groups it needs (`load_settings("postgres", "postgres_a
 gets a `Settings` whose group properties are frozen, picklable dataclasses (`settings.postgres.host`,
 `settings.binance.symbols`). Every missing or invalid variable of the requested groups is reported
 together, by name, in one `SettingsError`; asking for a group that was not loaded is an error naming it.
+Rules between variables of one group are checked too (GROUP_CHECKS: SASL_SSL needs the API key and secret;
+a Cassandra CA or client certificate needs CASSANDRA_SSL=true), and a file setting must name a readable file.
 Secrets are `Secret` strings: masked in repr, str and logs; `.reveal()` hands the value to a client.
 `.env.example` lists every variable declared here (tests/unit/test_settings.py checks it).
 
