@@ -4,6 +4,12 @@
 `login` (Credentials: the stream's writer, the bridge's reader, the stack's admin). Contact points, port and local data centre come
 from settings, so the same code reaches the local node or a remote cluster.
 
+TLS (a remote cluster): with CASSANDRA_SSL=true, `ssl_context(cassandra)` gives the driver a context that
+speaks TLS 1.2 or later and verifies each node's certificate against CASSANDRA_SSL_CA_FILE (else the
+system's CAs) and, unless CASSANDRA_SSL_VERIFY_HOSTNAME=false, that it names the address the driver
+connects to; CASSANDRA_SSL_CERT_FILE/KEY_FILE add a client certificate. The files must exist at the same
+paths wherever the code runs (each Spark executor opens its own sessions).
+
 The files in cql/ stay plain cqlsh-appliable: they name the keyspace `binance_test` and use the
 single-node replication map. `cql_statements()` splits a file into statements and swaps those two literals
 for the configured keyspace and replication map; `apply_cql_dir()` runs every file in
@@ -117,6 +123,22 @@ class _ProtocolNegotiationFilter(logging.Filter):
 logging.getLogger("cassandra.cluster").addFilter(_ProtocolNegotiationFilter())
 
 
+def ssl_context(cassandra: CassandraSettings):
+    """The driver's ssl.SSLContext from settings, or None when CASSANDRA_SSL is false (the local node)."""
+    import ssl
+
+    if not cassandra.ssl:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cassandra.ssl_ca_file or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # The chain is verified either way; only the name check can be turned off (nodes reached by an
+    # address their certificates do not list, e.g. peers by IP).
+    context.check_hostname = cassandra.ssl_verify_hostname
+    if cassandra.ssl_cert_file:
+        context.load_cert_chain(cassandra.ssl_cert_file, cassandra.ssl_key_file)
+    return context
+
+
 def connect(cassandra: CassandraSettings, login: Credentials, keyspace: str | None = None,
             timeout: float = 10.0, row_factory=None):
     """A cassandra.cluster.Session; close it with `session.cluster.shutdown()` (or use `session_scope`)."""
@@ -140,6 +162,7 @@ def connect(cassandra: CassandraSettings, login: Credentials, keyspace: str | No
         # The driver's default waits up to 10 minutes between attempts to reach a node marked down: a
         # long-running stream would stay blind that long after a Cassandra restart. At most 10 s instead.
         reconnection_policy=ExponentialReconnectionPolicy(base_delay=1.0, max_delay=10.0),
+        ssl_context=ssl_context(cassandra),
     )
     try:
         session = cluster.connect(keyspace)

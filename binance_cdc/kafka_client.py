@@ -1,5 +1,10 @@
 """confluent-kafka (librdkafka) client settings: local PLAINTEXT or Confluent Cloud SASL_SSL with the
-cluster API key. The result holds the secret: never log it."""
+cluster API key. The result holds the secret: never log it.
+
+Under SASL_SSL the broker's certificate is verified and must name the broker
+(`ssl.endpoint.identification.algorithm=https`, said explicitly although it is librdkafka's default), against
+KAFKA_SSL_CA_FILE when set, else the system's CA store (Confluent Cloud's certificates chain to a public CA).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,10 @@ def client_conf(kafka: KafkaSettings) -> dict:
     if kafka.security_protocol == "SASL_SSL":
         conf.update({"security.protocol": "SASL_SSL", "sasl.mechanisms": "PLAIN",
                      "sasl.username": kafka.sasl_username,
-                     "sasl.password": kafka.sasl_password.reveal()})
+                     "sasl.password": kafka.sasl_password.reveal(),
+                     "ssl.endpoint.identification.algorithm": "https"})
+        if kafka.ssl_ca_file:
+            conf["ssl.ca.location"] = kafka.ssl_ca_file
     return conf
 
 

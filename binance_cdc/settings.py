@@ -4,6 +4,8 @@ Each script asks for the groups it needs (`load_settings("postgres", "postgres_a
 gets a `Settings` whose group properties are frozen, picklable dataclasses (`settings.postgres.host`,
 `settings.binance.symbols`). Every missing or invalid variable of the requested groups is reported
 together, by name, in one `SettingsError`; asking for a group that was not loaded is an error naming it.
+Rules between variables of one group are checked too (GROUP_CHECKS: SASL_SSL needs the API key and secret;
+a Cassandra CA or client certificate needs CASSANDRA_SSL=true), and a file setting must name a readable file.
 Secrets are `Secret` strings: masked in repr, str and logs; `.reveal()` hands the value to a client.
 `.env.example` lists every variable declared here (tests/unit/test_settings.py checks it).
 
@@ -23,6 +25,7 @@ from typing import Any, Callable, Mapping
 from binance_cdc.datasets import DEFAULT_SYMBOLS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LIBPQ_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 class SettingsError(ValueError):
@@ -76,6 +79,7 @@ class PostgresSettings:
     port: int
     database: str
     sslmode: str
+    sslrootcert: str  # "" leaves libpq's default (~/.postgresql/root.crt)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class ServingSettings:
     port: int
     database: str
     sslmode: str
+    sslrootcert: str
     schema: str
 
 
@@ -113,6 +118,7 @@ class KafkaSettings:
     security_protocol: str
     sasl_username: str
     sasl_password: Secret
+    ssl_ca_file: str  # "" trusts the system's (librdkafka) or the JVM's (Spark) CA store
     topic_prefix: str
 
 
@@ -132,6 +138,11 @@ class CassandraSettings:
     local_dc: str
     keyspace: str
     replication: str
+    ssl: bool
+    ssl_ca_file: str  # "" trusts the system's CA store
+    ssl_cert_file: str  # client certificate and key, both or neither (clusters that require them)
+    ssl_key_file: str
+    ssl_verify_hostname: bool
 
 
 @dataclass(frozen=True)
@@ -194,6 +205,22 @@ def _slot_name(raw: str) -> str:
     return raw
 
 
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _optional_file(raw: str) -> str:
+    """A path that must name a readable file, or "" for none (checked on the machine that loads it)."""
+    if raw and not (os.path.isfile(raw) and os.access(raw, os.R_OK)):
+        raise ValueError(f"no readable file at {raw}")
+    return raw
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in allowed:
@@ -238,7 +265,10 @@ VARIABLES: tuple[Var, ...] = (
     Var("PG_HOST", "postgres", "host", default="127.0.0.1", doc="Postgres host"),
     Var("PG_PORT", "postgres", "port", _positive_int, "55432", doc="Postgres port"),
     Var("PG_DATABASE", "postgres", "database", default="binance", doc="database holding schema binance"),
-    Var("PG_SSLMODE", "postgres", "sslmode", default="prefer", doc="libpq sslmode (require for a cloud database)"),
+    Var("PG_SSLMODE", "postgres", "sslmode", _choice(*LIBPQ_SSLMODES), "prefer",
+        doc="libpq sslmode: prefer locally, verify-full (or at least require) for a remote database"),
+    Var("PG_SSLROOTCERT", "postgres", "sslrootcert", _optional_file, "",
+        doc="CA file that verify-ca / verify-full check the server against (empty: libpq's ~/.postgresql/root.crt)"),
     Var("PG_APP_USER", "postgres_app", "user", default="binance_app", doc="role the extractor writes with"),
     Var("PG_APP_PASSWORD", "postgres_app", "password", secret=True, doc="password of PG_APP_USER"),
     Var("PG_REPLICATION_USER", "replication", "user", default="binance_cdc", doc="role Debezium connects with"),
@@ -264,6 +294,8 @@ VARIABLES: tuple[Var, ...] = (
         doc="PLAINTEXT locally, SASL_SSL for Confluent Cloud"),
     Var("KAFKA_SASL_USERNAME", "kafka", "sasl_username", default="", doc="Confluent Cloud API key (SASL_SSL only)"),
     Var("KAFKA_SASL_PASSWORD", "kafka", "sasl_password", default="", secret=True, doc="Confluent Cloud API secret"),
+    Var("KAFKA_SSL_CA_FILE", "kafka", "ssl_ca_file", _optional_file, "",
+        doc="PEM CA bundle for SASL_SSL (empty: the system's and the JVM's trusted CAs, enough for Confluent Cloud)"),
     Var("TOPIC_PREFIX", "kafka", "topic_prefix", default="binance",
         doc="Debezium topic.prefix: topics are <prefix>.binance.<table>"),
     # Kafka Connect + Debezium
@@ -279,6 +311,15 @@ VARIABLES: tuple[Var, ...] = (
     Var("CASSANDRA_REPLICATION", "cassandra", "replication",
         default="{'class': 'SimpleStrategy', 'replication_factor': 1}",
         doc="keyspace replication map (NetworkTopologyStrategy for clusters)"),
+    Var("CASSANDRA_SSL", "cassandra", "ssl", _bool, "false", doc="TLS to the cluster (true for a remote cluster)"),
+    Var("CASSANDRA_SSL_CA_FILE", "cassandra", "ssl_ca_file", _optional_file, "",
+        doc="PEM CA bundle the nodes' certificates are checked against (empty: the system's trusted CAs)"),
+    Var("CASSANDRA_SSL_CERT_FILE", "cassandra", "ssl_cert_file", _optional_file, "",
+        doc="client certificate (PEM) for clusters that require one; with CASSANDRA_SSL_KEY_FILE"),
+    Var("CASSANDRA_SSL_KEY_FILE", "cassandra", "ssl_key_file", _optional_file, "",
+        doc="its private key (PEM)"),
+    Var("CASSANDRA_SSL_VERIFY_HOSTNAME", "cassandra", "ssl_verify_hostname", _bool, "true",
+        doc="check that a node's certificate names the address the driver connects to"),
     Var("CASSANDRA_APP_USER", "cassandra_writer", "user", default="binance_writer",
         doc="role the stream writes with (SELECT and MODIFY on the keyspace only)"),
     Var("CASSANDRA_APP_PASSWORD", "cassandra_writer", "password", secret=True, doc="password of CASSANDRA_APP_USER"),
@@ -308,6 +349,8 @@ VARIABLES: tuple[Var, ...] = (
     Var("SERVING_PG_SSLMODE", "serving", "sslmode", _choice("disable", "require", "verify-ca", "verify-full"),
         "disable", doc="its sslmode: disable on loopback, require or verify-full for a remote server "
                        "(Grafana accepts only these four)"),
+    Var("SERVING_PG_SSLROOTCERT", "serving", "sslrootcert", _optional_file, "",
+        doc="CA file for verify-ca / verify-full (empty: libpq's ~/.postgresql/root.crt)"),
     Var("SERVING_SCHEMA", "serving", "schema", _identifier, "serving",
         doc="schema holding the tables the dashboards read"),
     Var("BRIDGE_PG_USER", "bridge_login", "user", default="binance_bridge",
@@ -323,6 +366,38 @@ VARIABLES: tuple[Var, ...] = (
 )
 
 GROUPS = tuple(GROUP_TYPES)
+
+
+def _kafka_checks(v: Mapping[str, Any]) -> list[str]:
+    if v["security_protocol"] == "SASL_SSL":
+        return [f"{name}: missing (KAFKA_SECURITY_PROTOCOL=SASL_SSL needs the cluster API key and secret)"
+                for name, value in (("KAFKA_SASL_USERNAME", v["sasl_username"]),
+                                    ("KAFKA_SASL_PASSWORD", v["sasl_password"])) if not value]
+    if v["ssl_ca_file"]:
+        return ["KAFKA_SSL_CA_FILE: set, but KAFKA_SECURITY_PROTOCOL is PLAINTEXT (no TLS to use it for)"]
+    return []
+
+
+def _cassandra_checks(v: Mapping[str, Any]) -> list[str]:
+    problems = []
+    files = [name for name, field in (("CASSANDRA_SSL_CA_FILE", "ssl_ca_file"),
+                                      ("CASSANDRA_SSL_CERT_FILE", "ssl_cert_file"),
+                                      ("CASSANDRA_SSL_KEY_FILE", "ssl_key_file")) if v[field]]
+    if files and not v["ssl"]:
+        # A CA file without TLS would look secure and send the password in clear text.
+        problems += [f"{name}: set, but CASSANDRA_SSL is false" for name in files]
+    if bool(v["ssl_cert_file"]) != bool(v["ssl_key_file"]):
+        missing = "CASSANDRA_SSL_KEY_FILE" if v["ssl_cert_file"] else "CASSANDRA_SSL_CERT_FILE"
+        problems.append(f"{missing}: missing (a client certificate needs both CASSANDRA_SSL_CERT_FILE and "
+                        "CASSANDRA_SSL_KEY_FILE)")
+    return problems
+
+
+# Rules between variables of one group, run once each of its variables parsed; each problem names one.
+GROUP_CHECKS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
+    "kafka": _kafka_checks,
+    "cassandra": _cassandra_checks,
+}
 
 
 class Settings:
@@ -409,6 +484,10 @@ def load_settings(*groups: str, env: Mapping[str, str] | None = None) -> Setting
             problems.append(f"{var.env}: invalid value ({exc})")
             continue
         values[var.group][var.field] = Secret(value) if var.secret else value
+    for group, check in GROUP_CHECKS.items():
+        declared = {v.field for v in VARIABLES if v.group == group}
+        if group in values and declared <= set(values[group]):
+            problems += check(values[group])
     if problems:
         raise SettingsError(
             "configuration problems (set them in the environment or .env; see .env.example):\n  "

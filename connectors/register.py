@@ -65,6 +65,12 @@ def render(template: Mapping[str, Any], values: Mapping[str, str]) -> dict:
     return {"name": template["name"], "config": config}
 
 
+def tls_config(postgres) -> dict[str, str]:
+    """Debezium's TLS properties for the source database: `database.sslmode` is in the file (PG_SSLMODE);
+    `database.sslrootcert` only when PG_SSLROOTCERT names a CA file (the worker must have it at that path)."""
+    return {"database.sslrootcert": postgres.sslrootcert} if postgres.sslrootcert else {}
+
+
 def render_local(settings, overrides: Mapping[str, str] | None = None, name: str | None = None) -> dict:
     """The local connector {name, config} with settings filled in; `overrides`/`name` for throwaway copies.
     Overriding a property that is exactly one setting (`slot.name` is `${DEBEZIUM_SLOT_NAME}`) overrides that
@@ -76,6 +82,7 @@ def render_local(settings, overrides: Mapping[str, str] | None = None, name: str
         if whole:
             values[whole.group(1)] = value
     rendered = render(template, values)
+    rendered["config"].update(tls_config(settings.postgres))
     rendered["config"].update(overrides or {})
     if name:
         rendered["name"] = name

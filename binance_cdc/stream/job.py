@@ -64,9 +64,15 @@ def kafka_options(settings: Settings) -> dict[str, str]:
         options.update({
             "kafka.security.protocol": "SASL_SSL",
             "kafka.sasl.mechanism": "PLAIN",
+            "kafka.ssl.endpoint.identification.algorithm": "https",
             "kafka.sasl.jaas.config": "org.apache.kafka.common.security.plain.PlainLoginModule required "
                                       f'username="{quote(user)}" password="{quote(password)}";',
         })
+        if settings.kafka.ssl_ca_file:
+            # The Java client reads a PEM bundle as a trust store of type PEM (KIP-651); it must exist at
+            # this path on the driver and on every executor.
+            options.update({"kafka.ssl.truststore.type": "PEM",
+                            "kafka.ssl.truststore.location": settings.kafka.ssl_ca_file})
     return options
 
 
