@@ -31,7 +31,9 @@ no key, and Kafka orders messages only within a partition: with several, a chang
 another partition could be written after the enumeration into a partition that did not exist then, and
 outlive the truncate. A truncate read from a topic of more partitions (asked of Kafka when one arrives,
 which is rare) is refused as a dead letter whose reason says so; the local broker creates topics with one
-partition (stack/kafka.py num.partitions=1).
+partition (stack/kafka.py num.partitions=1). Spark reads one Kafka partition in one task per micro-batch
+as long as the Kafka source has no minPartitions / maxRecordsPerPartition (job.kafka_options sets neither;
+a test checks): split, a truncate's task could enumerate before a sibling task wrote earlier rows.
 
 `plan()` is pure (messages -> writes, dead letters, counts); `CassandraSink` prepares the statements once
 and executes writes as UNLOGGED batches of one partition each (bounded size) with bounded concurrency;

@@ -137,9 +137,9 @@ def test_truncate_removes_older_rows_keeps_newer_ones_replays_alike_and_all_stor
 
             h.produce_all(settings, second)
             text = run_stream(ns, prefix, tmp_path / "checkpoint", tmp_path / "second.log")
-            assert f"{prefix}.binance.recent_trades: c=3 r=0 u=0 d=0 tombstone=0 dead_letter=0 t=1" in text, text[-3000:]
             with session_scope(ns.settings.cassandra, settings.cassandra_writer) as session:
                 assert h.cassandra_state(session, ns.keyspace, everything) == expected
+            assert f"{prefix}.binance.recent_trades: c=3 r=0 u=0 d=0 tombstone=0 dead_letter=0 t=1" in text, text[-3000:]
             report = run_bridge(ns)
             assert report.mode == "incremental" and report.tables[TRADES.name].deleted == 3  # a0, a1, b0
             assert_reconciled(ns)

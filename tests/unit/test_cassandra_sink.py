@@ -252,3 +252,9 @@ def test_a_truncate_from_a_topic_of_several_partitions_is_refused_as_a_dead_lett
     assert dl.message.offset == 3 and "TRUNCATE of recent_trades refused: the topic has 2 partitions" in dl.error
     counts = p.counts["binance.binance.recent_trades"]
     assert counts["t"] == 0 and counts["dead_letter"] == 1
+
+
+def test_the_kafka_source_reads_each_partition_in_one_task():
+    # A truncate is applied after the writes of its own task only: Spark must not split a Kafka partition.
+    opts = kafka_options(job_settings())
+    assert not {"minPartitions", "maxRecordsPerPartition"} & set(opts), opts
