@@ -11,7 +11,10 @@ Two tables in the pipeline keyspace (cql/02_change_log.cql; tests/unit/test_cql_
   into chunks). Written by the executors after the batch's data writes succeeded. Keyed by the streaming
   query's id (stable across restarts of one checkpoint) and the batch id, in buckets of
   BATCHES_PER_BUCKET batches, kept for MARK_TTL_S (the bridge falls back to a full copy when its cursor
-  is older than that).
+  is older than that). A TRUNCATE the batch applied to a table is one more row of that table, with
+  partition_key TRUNCATE_MARK (never a JSON array, so no partition's key) and clustering_keys
+  {"truncate_lsn": <LSN>}: the bridge then copies that table whole (its deleted partitions are no keys
+  it could re-read).
 - `stream_progress`: per streaming query, the last micro-batch whose writes and marks are all done,
   written by the driver once the batch succeeded. Spark runs micro-batches one after another, so every
   mark of a batch <= last_batch_id is already there: the batch id is a sound cursor, the LSN is not.
@@ -36,6 +39,7 @@ STREAM_PROGRESS = "stream_progress"
 BATCHES_PER_BUCKET = 1000  # a bucket holds the marks of 1000 consecutive micro-batches
 MARK_TTL_S = 14 * 24 * 3600
 
+TRUNCATE_MARK = "truncate"  # partition_key of a truncate mark (a real one is a JSON array: "[...]")
 KEYS_PER_MARK = 2000  # keeps a mark row far below Cassandra's warning size for one cell
 CHANGED_PARTITIONS_COLUMNS = {
     "stream_id": "uuid", "batch_bucket": "bigint", "batch_id": "bigint", "table_name": "text",
@@ -120,10 +124,13 @@ def decode_clustering_keys(dataset: Dataset, text: str) -> list[tuple]:
     return [_typed(dataset, dataset.cql_clustering_key, item, "clustering key") for item in raw]
 
 
-def mark_rows(batch: BatchRef, touched: dict[tuple[str, tuple], list[tuple]]) -> list[tuple]:
+def mark_rows(batch: BatchRef, touched: dict[tuple[str, tuple], list[tuple]],
+              truncated: dict[str, int] | None = None) -> list[tuple]:
     """Bind values of the `changed_partitions` rows recording `touched` ({(table, partition key):
-    clustering keys}), in CHANGED_PARTITIONS_KEY order plus clustering_keys."""
-    rows = []
+    clustering keys}) and the tables `truncated` ({table: truncate LSN}), in CHANGED_PARTITIONS_KEY order
+    plus clustering_keys."""
+    rows = [(batch.stream_id, batch.bucket, batch.batch_id, table, TRUNCATE_MARK, 0,
+             json.dumps({"truncate_lsn": lsn}, separators=(",", ":"))) for table, lsn in (truncated or {}).items()]
     for (table, partition_key), keys in touched.items():
         encoded = encode_partition_key(partition_key)
         for chunk, start in enumerate(range(0, max(len(keys), 1), KEYS_PER_MARK)):

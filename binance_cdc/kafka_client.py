@@ -84,3 +84,16 @@ def newest_timestamp(kafka: KafkaSettings, topic: str, timeout: float = 5.0) -> 
         return f"unreachable ({str(exc)[:80]})"
     finally:
         consumer.close()
+
+
+def partition_count(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> int:
+    """How many partitions `topic` has (0 if Kafka does not know it). Asked by the stream's sink only when a
+    truncate arrives: it is applied only from a single-partition topic (binance_cdc/stream/sink.py)."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({**client_conf(kafka), "group.id": "binance-cdc-partitions", "enable.auto.commit": False})
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        return 0 if meta is None or meta.error is not None else len(meta.partitions)
+    finally:
+        consumer.close()

@@ -7,6 +7,8 @@ One run (`run(settings, full=False)`):
 3. incremental (the default once a cursor exists): reads the keys the stream marked for the batches
    after each cursor (`changed_partitions`), re-reads exactly those rows from Cassandra, and per table
    COPYs them to staging, upserts newer-wins by LSN and deletes the checked keys Cassandra no longer has;
+   a table the stream marked as truncated is copied whole instead, as in a full run (its deleted
+   partitions left no keys to re-read);
    full (`--full`, the first run, a new streaming query, or a cursor older than the marks' 14-day TTL):
    scans every table by token ranges, upserts everything and deletes every serving row Cassandra lacks;
 4. in the same transaction: moves the cursors to the progress read in step 2, records the run in
@@ -220,16 +222,25 @@ def _run(conn, session, settings: Settings, full: bool, report: RunReport, start
                             result, None)
         else:
             marked: dict[str, dict[tuple, set[tuple]]] = {}
+            truncated: set[str] = set()
             for stream_id, p in progress.items():
                 last = cursors[stream_id][0]
                 if p.last_batch_id <= last:
                     continue
-                for table, partitions in cassandra_read.read_marks(session, keyspace, stream_id, last,
-                                                                   p.last_batch_id, page_size).items():
+                marks = cassandra_read.read_marks(session, keyspace, stream_id, last, p.last_batch_id, page_size)
+                truncated |= marks.truncated
+                for table, partitions in marks.partitions.items():
                     for partition, keys in partitions.items():
                         marked.setdefault(table, {}).setdefault(partition, set()).update(keys)
             for dataset in DATASETS.values():
                 result = report.tables[dataset.name] = TableResult(rejected=[])
+                if dataset.name in truncated:
+                    log.info("bridge: %s was truncated: copying it whole", dataset.name)
+                    _load_table(cur, schema, dataset,
+                                lambda d=dataset: cassandra_read.scan_table(session, keyspace, d, page_size,
+                                                                            as_text=True),
+                                result, None)
+                    continue
                 partitions = marked.get(dataset.name)
                 if not partitions:
                     continue

@@ -2,7 +2,7 @@
 
 - `read_progress`: every streaming query's last finished micro-batch (`stream_progress`).
 - `read_marks`: the keys the stream marked as written between two micro-batches (`changed_partitions`),
-  grouped per table and partition.
+  grouped per table and partition, and the tables it truncated (`Marks`).
 - `read_rows`: exactly those rows, by partition with the clustering keys in IN lists of at most
   IN_CHUNK keys, many requests in flight; a row that is gone (deleted) is simply not returned.
 - `scan_table`: every row of a table, split into token ranges read in parallel threads, page by page
@@ -49,23 +49,35 @@ def read_progress(session, keyspace: str) -> dict[uuid.UUID, Progress]:
     return {r[0]: Progress(r[0], r[1], _utc(r[2]), r[3]) for r in rows}
 
 
+@dataclass
+class Marks:
+    """What batches marked: {table: {partition key: {clustering keys}}}, and the tables they truncated."""
+
+    partitions: dict[str, dict[tuple, set[tuple]]]
+    truncated: set[str]
+
+
 def read_marks(session, keyspace: str, stream_id: uuid.UUID, after_batch: int, upto_batch: int,
-               page_size: int) -> dict[str, dict[tuple, set[tuple]]]:
-    """{table: {partition key: {clustering keys}}} marked by batches after_batch+1 .. upto_batch."""
+               page_size: int) -> Marks:
+    """The marks of batches after_batch+1 .. upto_batch."""
     statement = session.prepare(
         f"SELECT table_name, partition_key, clustering_keys FROM {keyspace}.{change_log.CHANGED_PARTITIONS} "
         "WHERE stream_id = ? AND batch_bucket = ? AND batch_id > ? AND batch_id <= ?")
     statement.fetch_size = page_size
     out: dict[str, dict[tuple, set[tuple]]] = defaultdict(lambda: defaultdict(set))
+    truncated: set[str] = set()
     for bucket in change_log.buckets_between(after_batch, upto_batch):
         for table, partition_text, keys_text in session.execute(statement, (stream_id, bucket, after_batch, upto_batch)):
             dataset = DATASETS.get(table)
             if dataset is None:
                 log.warning("changed_partitions names unknown table %r: ignored", table)
                 continue
+            if partition_text == change_log.TRUNCATE_MARK:
+                truncated.add(table)
+                continue
             partition = change_log.decode_partition_key(dataset, partition_text)
             out[table][partition].update(change_log.decode_clustering_keys(dataset, keys_text))
-    return {t: dict(p) for t, p in out.items()}
+    return Marks({t: dict(p) for t, p in out.items()}, truncated)
 
 
 def select_columns(dataset: Dataset, as_text: bool = False) -> str:

@@ -1,7 +1,9 @@
 """Decode Debezium PostgreSQL change events (Kafka key + value bytes) into exact Python rows. Pure: no I/O.
 
 `decode(topic, key, value)` returns
-- `Tombstone` for a null value (the compaction marker Debezium sends after each delete), or
+- `Tombstone` for a null value (the compaction marker Debezium sends after each delete),
+- `Truncate(dataset, lsn, source_ts, event_ts, tx_id)` for op "t" (a TRUNCATE of the table: no key, no
+  before/after; emitted because the connectors set skipped.operations=none), or
 - `Change(dataset, op, row, lsn, source_ts, event_ts, tx_id)`: `row` holds every column of the dataset
   (binance_cdc.datasets) as exact values: Decimal for decimal strings, tz-aware UTC datetime, int, bool, str.
   c/r/u carry `after`, d carries `before` (REPLICA IDENTITY FULL: every column),
@@ -55,6 +57,7 @@ from binance_cdc.values import (  # the exact rules shared with the extractor; r
 
 UPSERT_OPS = {"c": "create", "r": "snapshot read", "u": "update"}
 DELETE_OP = "d"
+TRUNCATE_OP = "t"
 
 
 class DecodeError(ValueError):
@@ -104,6 +107,20 @@ class Change:
             "cdc_tx_id": self.tx_id,
             "cdc_written_at": written_at,
         }
+
+
+@dataclass(frozen=True)
+class Truncate:
+    """TRUNCATE of the whole table at WAL position `lsn`: every row written before it (lower LSN) is gone,
+    every row written after it (higher LSN) stays."""
+
+    topic: str
+    dataset: Dataset
+    lsn: int
+    source_ts: datetime
+    event_ts: datetime
+    tx_id: str | None
+    op: str = TRUNCATE_OP
 
 
 def bucket_of(dataset: Dataset, row: dict) -> dict[str, date]:
@@ -177,7 +194,7 @@ def _field_schemas(envelope_schema: dict | None, part: str) -> dict[str, dict]:
     return {}
 
 
-def decode(topic: str, key: bytes | str | None, value: bytes | str | None) -> Change | Tombstone:
+def decode(topic: str, key: bytes | str | None, value: bytes | str | None) -> Change | Tombstone | Truncate:
     dataset = dataset_for_topic(topic)
     if value is None:
         key_doc = None if key is None else _unwrap(parse_json(topic, "key", key))[0]
@@ -187,18 +204,30 @@ def decode(topic: str, key: bytes | str | None, value: bytes | str | None) -> Ch
         raise DecodeError(f"{topic}: value is not a Debezium envelope (a JSON object), got "
                           f"{type(envelope).__name__}")
     op = envelope.get("op")
+    if op == TRUNCATE_OP:
+        return _truncate(topic, dataset, envelope)
     if op in UPSERT_OPS:
         part = "after"
     elif op == DELETE_OP:
         part = "before"
     else:
-        raise DecodeError(f"{topic}: unknown op {brief(op)} (expected c, r, u or d)")
+        raise DecodeError(f"{topic}: unknown op {brief(op)} (expected c, r, u, d or t)")
     image = envelope.get(part)
     if not isinstance(image, dict):
         raise DecodeError(f"{topic}: op {op!r} without {part!r} row (got {brief(image)})")
     row = convert_row(topic, dataset, image, _field_schemas(schema, part), part)
     lsn, source_ts, tx_id = _source_metadata(topic, envelope)
     return Change(topic, dataset, op, row, lsn, source_ts, _event_ts(topic, envelope), tx_id)
+
+
+def _truncate(topic: str, dataset: Dataset, envelope: dict) -> Truncate:
+    # Debezium's truncate event carries no row image; one that does is not what the connector sends.
+    for part in ("before", "after"):
+        if envelope.get(part) is not None:
+            raise DecodeError(f"{topic}: op 't' (truncate) with a {part!r} row ({brief(envelope[part])}); "
+                              "a truncate event has none")
+    lsn, source_ts, tx_id = _source_metadata(topic, envelope)
+    return Truncate(topic, dataset, lsn, source_ts, _event_ts(topic, envelope), tx_id)
 
 
 def convert_row(topic: str, dataset: Dataset, image: dict, schemas: dict[str, dict], part: str) -> dict:

@@ -79,7 +79,7 @@ def kafka_options(settings: Settings) -> dict[str, str]:
 def sink_target(settings: Settings) -> SinkTarget:
     """What the executors need to reach Cassandra, one typed value shipped inside the task closure."""
     return SinkTarget(settings.cassandra, settings.cassandra_writer,
-                      window_s=executor_window(settings.spark.outage_limit_s))
+                      window_s=executor_window(settings.spark.outage_limit_s), kafka=settings.kafka)
 
 
 def checkpoint_location(settings: Settings) -> str:

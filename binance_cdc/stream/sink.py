@@ -3,7 +3,8 @@
 Every statement carries `USING TIMESTAMP <source.lsn>`: for each cell the change with the later LSN wins,
 whatever order the writes arrive in, so replayed micro-batches, restarts and duplicate deliveries can
 neither resurrect an old value nor add a row. c/r/u upsert the whole row from `after`; d deletes the key
-computed from `before` (bucket included). Tombstones (null values) are counted and skipped. A message
+computed from `before` (bucket included). Tombstones (null values) are counted and skipped. t (TRUNCATE)
+deletes every partition of the table `USING TIMESTAMP <truncate LSN>` (see "Truncates" below). A message
 that cannot be decoded, or whose values Cassandra cannot hold exactly (a timestamp finer than a
 millisecond), or that cannot be written (a decimal of more digits than the Cassandra driver converts, a
 scale beyond int32, a row larger than MAX_WRITE_BYTES, anything the driver refuses to bind), becomes a row
@@ -17,6 +18,22 @@ from Kafka by (topic, partition, kafka_offset) while retention lasts and checked
 reason is cut to MAX_ERROR_CHARS.
 Consequence of LSN timestamps: when Postgres is re-initialised (LSNs start low again) the Cassandra
 tables must be truncated as well.
+
+Truncates: a partition deletion at timestamp T shadows every cell written with a timestamp <= T and none
+written later, so a truncate at LSN T removes exactly the rows Postgres had before it, in whatever order a
+replay brings the writes. Postgres orders the rest: TRUNCATE holds an ACCESS EXCLUSIVE lock, so every row
+change of the table before it has a lower LSN and every one after it a higher one. The partitions to delete
+are those Cassandra holds (SELECT DISTINCT on the partition key), read after every write of the micro-batch
+task is done, plus those the task wrote (belt and braces); several truncates of one table in a task become
+one, at the highest LSN. The bridge learns of it from a truncate mark (binance_cdc/change_log.py) and copies
+that table whole. Assumption, enforced: the table's topic has ONE partition. Debezium's truncate event has
+no key, and Kafka orders messages only within a partition: with several, a change with a lower LSN in
+another partition could be written after the enumeration into a partition that did not exist then, and
+outlive the truncate. A truncate read from a topic of more partitions (asked of Kafka when one arrives,
+which is rare) is refused as a dead letter whose reason says so; the local broker creates topics with one
+partition (stack/kafka.py num.partitions=1). Spark reads one Kafka partition in one task per micro-batch
+as long as the Kafka source has no minPartitions / maxRecordsPerPartition (job.kafka_options sets neither;
+a test checks): split, a truncate's task could enumerate before a sibling task wrote earlier rows.
 
 `plan()` is pure (messages -> writes, dead letters, counts); `CassandraSink` prepares the statements once
 and executes writes as UNLOGGED batches of one partition each (bounded size) with bounded concurrency;
@@ -36,14 +53,14 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterable, Iterator, NamedTuple
 
 from binance_cdc import change_log, datasets
-from binance_cdc.settings import CassandraSettings, Credentials
-from binance_cdc.stream.debezium import Change, DecodeError, Tombstone, decode
+from binance_cdc.settings import CassandraSettings, Credentials, KafkaSettings
+from binance_cdc.stream.debezium import Change, DecodeError, Tombstone, Truncate, decode
 from binance_cdc.stream.fast_decode import decoder_for
 from binance_cdc.values import to_epoch_ms
 from binance_cdc.stream.retry import (
@@ -71,7 +88,7 @@ MAX_ERROR_CHARS = 2000
 # Cassandra decimal scale is a signed 32-bit int (the driver packs it with struct "i").
 CQL_SCALE_RANGE = (-(2 ** 31), 2 ** 31 - 1)
 DEFAULT_CONCURRENCY = 16
-COUNTERS = ("c", "r", "u", "d", "tombstone", "dead_letter")
+COUNTERS = ("c", "r", "u", "d", "tombstone", "dead_letter", "t")  # t last: log lines keep their old prefix
 
 
 class Message(NamedTuple):  # a NamedTuple: a million of them are made per drain, cheaply
@@ -94,6 +111,17 @@ class Write(NamedTuple):
     message: Message | None = None  # the source message, for a dead letter if the driver refuses the row
     op: str = ""  # c, r, u or d
     as_json: bool = False  # params are (INSERT ... JSON document, LSN) from the fast path (fast_decode.py)
+
+
+@dataclass(frozen=True)
+class TableTruncate:
+    """The truncate(s) of one table in a plan: applied once, at the highest LSN (which shadows all the others
+    would)."""
+
+    table: str
+    topic: str
+    lsn: int
+    messages: tuple[Message, ...] = ()  # every truncate message of the table, for dead letters if refused
 
 
 @dataclass(frozen=True)
@@ -138,6 +166,7 @@ class Plan:
     writes: list[Write]
     dead_letters: list[DeadLetter]
     counts: dict[str, Counter]  # topic -> Counter of COUNTERS
+    truncates: dict[str, TableTruncate] = field(default_factory=dict)  # table -> its truncate
 
     def touched(self) -> dict[tuple[str, tuple], list[tuple]]:
         """{(table, partition key): clustering keys written there}, each key once, in first-write order."""
@@ -230,6 +259,7 @@ def plan(messages: Iterable[Message], written_at: datetime | None = None, fast: 
     writes: list[Write] = []
     dead: list[DeadLetter] = []
     counts: dict[str, Counter] = defaultdict(Counter)
+    truncates: dict[str, TableTruncate] = {}
     for msg in messages:
         if fast and msg.value is not None:
             decoder = decoder_for(msg.topic)
@@ -249,6 +279,13 @@ def plan(messages: Iterable[Message], written_at: datetime | None = None, fast: 
             if isinstance(result, Tombstone):
                 counts[msg.topic]["tombstone"] += 1
                 continue
+            if isinstance(result, Truncate):
+                held = truncates.get(result.dataset.name)
+                truncates[result.dataset.name] = TableTruncate(
+                    result.dataset.name, msg.topic, max(result.lsn, held.lsn if held else result.lsn),
+                    (*(held.messages if held else ()), msg))
+                counts[msg.topic]["t"] += 1
+                continue
             writes.append(to_write(result, written_at, msg.offset, msg))
             counts[msg.topic][result.op] += 1
         except DecodeError as exc:
@@ -259,7 +296,28 @@ def plan(messages: Iterable[Message], written_at: datetime | None = None, fast: 
             dead.append(DeadLetter(msg, bounded_error(f"{msg.topic}: unexpected {type(exc).__name__} while "
                                                       f"decoding: {exc}")))
             counts[msg.topic]["dead_letter"] += 1
-    return Plan(writes, dead, dict(counts))
+    return Plan(writes, dead, dict(counts), truncates)
+
+
+def refuse_truncates(p: Plan, partitions_of) -> None:
+    """Move the truncates of topics with other than one partition (`partitions_of(topic)`) to the dead
+    letters, loudly: see "Truncates" in the module doc. `p` is updated in place."""
+    for table, t in list(p.truncates.items()):
+        n = partitions_of(t.topic)
+        if n == 1:
+            continue
+        del p.truncates[table]
+        counts = p.counts.setdefault(t.topic, Counter())
+        for m in t.messages:
+            p.dead_letters.append(DeadLetter(m, bounded_error(
+                f"{t.topic}: TRUNCATE of {table} refused: the topic has {n} partitions, and a truncate event "
+                "(no key) keeps its order with the table's row changes only in a single-partition topic; "
+                f"Cassandra still holds the rows Postgres truncated: make the topic single-partition and "
+                "re-sync the table")))
+            counts["t"] -= 1
+            counts["dead_letter"] += 1
+        log.error("TRUNCATE of %s at LSN %d refused (topic %s has %s partitions): dead-lettered", table, t.lsn,
+                  t.topic, n)
 
 
 def now_millis() -> datetime:
@@ -300,6 +358,8 @@ class CassandraSink:
         self.upserts = {}
         self.json_upserts = {}
         self.deletes = {}
+        self.partition_deletes = {}
+        self.partitions = {}
         for d in datasets.DATASETS.values():
             cols = upsert_columns(d)
             self.upserts[d.name] = session.prepare(
@@ -311,6 +371,11 @@ class CassandraSink:
             where = " AND ".join(f"{c} = ?" for c in key_columns(d))
             self.deletes[d.name] = session.prepare(
                 f"DELETE FROM {keyspace}.{d.name} USING TIMESTAMP ? WHERE {where}")
+            where = " AND ".join(f"{c} = ?" for c in d.cql_partition_key)
+            self.partition_deletes[d.name] = session.prepare(
+                f"DELETE FROM {keyspace}.{d.name} USING TIMESTAMP ? WHERE {where}")
+            self.partitions[d.name] = session.prepare(
+                f"SELECT DISTINCT {', '.join(d.cql_partition_key)} FROM {keyspace}.{d.name}")
         cols = tuple(DEAD_LETTER_COLUMNS)
         self.dead_letter = session.prepare(
             f"INSERT INTO {keyspace}.{DEAD_LETTER_TABLE} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})")
@@ -373,9 +438,23 @@ class CassandraSink:
         received = now_millis()
         dead_letters = [(self.dead_letter.bind(dl.params(received)), None) for dl in p.dead_letters]
         self.execute(dead_letters, refusable=False)
-        if batch is not None and p.writes:
-            self.execute([(self.mark.bind(params), None) for params in change_log.mark_rows(batch, p.touched())],
-                         refusable=False)
+        for t in p.truncates.values():  # only now: every write before the truncate is in Cassandra
+            self.truncate(t, p)
+        if batch is not None and (p.writes or p.truncates):
+            truncated = {table: t.lsn for table, t in p.truncates.items()}
+            self.execute([(self.mark.bind(params), None)
+                          for params in change_log.mark_rows(batch, p.touched(), truncated)], refusable=False)
+
+    def truncate(self, t: TableTruncate, p: Plan) -> None:
+        """Delete every partition of the table Cassandra holds, and every one the plan wrote, at the
+        truncate's LSN: older rows are shadowed, newer ones stay (see the module doc)."""
+        held = retry(lambda: [_plain_key(row) for row in self.session.execute(self.partitions[t.table])],
+                     Outage("Cassandra", self.window_s, give_up=SinkUnavailable))
+        doomed = dict.fromkeys([*held, *(w.partition_key for w in p.writes if w.table == t.table)])
+        statement = self.partition_deletes[t.table]
+        self.execute([(statement.bind((t.lsn, *key)), None) for key in doomed], refusable=False)
+        log.info("TRUNCATE of %s at LSN %d: %d partition(s) deleted with that write timestamp", t.table, t.lsn,
+                 len(doomed))
 
     def refused(self, p: Plan, writes: list[Write]) -> None:
         """Writes of requests Cassandra refused as invalid (InvalidRequest: a key over 64 KiB, say), sent
@@ -446,6 +525,13 @@ class CassandraSink:
         return refused
 
 
+def _plain_key(row) -> tuple:
+    """A partition key read back, with the driver's cassandra.util.Date as datetime.date (so it equals the
+    key of a write)."""
+    return tuple(v.date() if type(v).__name__ == "Date" and type(v).__module__ == "cassandra.util" else v
+                 for v in row)
+
+
 # --- executor side -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -456,6 +542,7 @@ class SinkTarget:
     login: Credentials
     concurrency: int = DEFAULT_CONCURRENCY
     window_s: float = EXECUTOR_WINDOW_MAX_S  # how long an executor retries failed writes (retry.py)
+    kafka: KafkaSettings | None = None  # asked how many partitions a truncated table's topic has; None: no check
 
 
 _SINKS: dict[SinkTarget, CassandraSink] = {}
@@ -526,6 +613,10 @@ def write_messages(messages: list[Message], target: SinkTarget,
     if not messages:
         return []
     p = plan(messages)
+    if p.truncates and target.kafka is not None:
+        from binance_cdc.kafka_client import partition_count
+
+        refuse_truncates(p, lambda topic: partition_count(target.kafka, topic))
     try:
         sink_for(target).apply(p, batch)
     except SinkUnavailable:

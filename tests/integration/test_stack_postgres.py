@@ -126,6 +126,23 @@ def test_publication_holds_exactly_the_five_tables_and_the_heartbeat_table(setti
         assert {r[0]: r[1] for r in cur.fetchall()} == {n: "f" for n in DATASETS}
 
 
+def test_truncates_are_published_and_the_app_role_cannot_truncate(settings):
+    """The publication carries TRUNCATE (the connectors emit it: skipped.operations=none), and the extractor's
+    role, which never truncates a captured table, may not: asked of the catalog, never tried on a shared table."""
+    from binance_cdc.datasets import DATASETS
+
+    with connect(settings, settings.postgres_app) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = %s",
+                    (settings.connect.publication,))
+        assert cur.fetchone() == (True, True, True, True)
+        cur.execute("SELECT c.relname, has_table_privilege(current_user, c.oid, 'TRUNCATE'), "
+                    "pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'binance' AND c.relkind = 'r'")
+        rights = {name: (may_truncate, owns) for name, may_truncate, owns in cur.fetchall()}
+    assert set(DATASETS) <= set(rights)
+    assert all(r == (False, False) for r in rights.values()), rights
+
+
 def test_bootstrap_is_idempotent(settings):
     postgres.bootstrap(settings)
     postgres.bootstrap(settings)

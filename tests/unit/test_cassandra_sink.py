@@ -14,7 +14,8 @@ from binance_cdc import datasets
 from binance_cdc.settings import load_settings
 from binance_cdc.stream.job import kafka_options
 from binance_cdc.stream.sink import (
-    MAX_BATCH_STATEMENTS, Message, Write, batches_by_partition, key_columns, millis, plan, upsert_columns,
+    MAX_BATCH_STATEMENTS, Message, Write, batches_by_partition, key_columns, millis, plan, refuse_truncates,
+    upsert_columns,
 )
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "debezium"
@@ -219,3 +220,41 @@ def test_rows_the_driver_refuses_or_that_serialize_too_large_become_dead_letters
     assert "cannot write this row: ValueError: Exceeds the limit" in p.dead_letters[0].error
     assert "exceeds the 1048576-byte bound" in p.dead_letters[1].error
     assert dict(p.counts["t"]) == {"c": 1, "u": 0, "dead_letter": 2}
+
+
+def truncate_message(lsn: int, offset: int, partition: int = 0) -> Message:
+    """The documented truncate event (tests/fixtures/debezium/documented_truncate.json) at another LSN."""
+    rec = json.loads((FIXTURES / "documented_truncate.json").read_text())["records"][0]
+    doc = json.loads(rec["value"])
+    doc["source"]["lsn"] = lsn
+    return Message(rec["topic"], partition, offset, None, json.dumps(doc).encode())
+
+
+def test_a_truncate_is_planned_once_per_table_at_its_highest_lsn_beside_the_row_writes():
+    rows = messages("recent_trades")  # r, u, c, d, tombstone of the captured rows
+    lsns = [json.loads(m.value)["source"]["lsn"] for m in rows if m.value]
+    low, high = min(lsns) - 10, max(lsns) + 10
+    p = plan([truncate_message(low, 90), *rows, truncate_message(high, 91)], WRITTEN)
+    assert len(p.writes) == 4 and not p.dead_letters  # the row changes are written as before
+    (t,) = p.truncates.values()
+    assert (t.table, t.lsn, [m.offset for m in t.messages]) == ("recent_trades", high, [90, 91])
+    assert p.counts["binance.binance.recent_trades"]["t"] == 2
+
+
+def test_a_truncate_from_a_topic_of_several_partitions_is_refused_as_a_dead_letter():
+    p = plan([truncate_message(500, 3, partition=1), *messages("recent_trades")], WRITTEN)
+    kept = plan([truncate_message(500, 3)], WRITTEN)
+    refuse_truncates(kept, lambda topic: 1)
+    assert set(kept.truncates) == {"recent_trades"} and not kept.dead_letters
+    refuse_truncates(p, lambda topic: 2)
+    assert not p.truncates and len(p.writes) == 4
+    (dl,) = p.dead_letters
+    assert dl.message.offset == 3 and "TRUNCATE of recent_trades refused: the topic has 2 partitions" in dl.error
+    counts = p.counts["binance.binance.recent_trades"]
+    assert counts["t"] == 0 and counts["dead_letter"] == 1
+
+
+def test_the_kafka_source_reads_each_partition_in_one_task():
+    # A truncate is applied after the writes of its own task only: Spark must not split a Kafka partition.
+    opts = kafka_options(job_settings())
+    assert not {"minPartitions", "maxRecordsPerPartition"} & set(opts), opts

@@ -29,11 +29,13 @@ DOCUMENTED_V2 = {
     "plugin.name", "slot.name", "publication.name", "publication.autocreate.mode", "snapshot.mode",
     "output.data.format", "output.key.format", "after.state.only", "decimal.handling.mode",
     "time.precision.mode", "tombstones.on.delete", "heartbeat.interval.ms", "heartbeat.action.query", "tasks.max",
+    "skipped.operations",
 }
 MUST_AGREE = (
     "topic.prefix", "plugin.name", "slot.name", "publication.name", "publication.autocreate.mode",
-    "snapshot.mode", "decimal.handling.mode", "time.precision.mode", "tombstones.on.delete",
-    "heartbeat.interval.ms", "heartbeat.action.query", "database.hostname", "database.port", "database.dbname", "database.user",
+    "snapshot.mode", "skipped.operations", "decimal.handling.mode", "time.precision.mode", "tombstones.on.delete",
+    "heartbeat.interval.ms", "heartbeat.action.query", "database.hostname", "database.port", "database.dbname",
+    "database.user",
     "database.sslmode",
 )
 
@@ -86,6 +88,12 @@ def test_modes_keep_data_exact_and_deletes_visible():
         assert cfg["tombstones.on.delete"] == "true"
         assert int(cfg["heartbeat.interval.ms"]) > 0  # an idle slot must not hold WAL forever
         assert cfg["plugin.name"] == "pgoutput"
+
+
+def test_truncates_are_emitted_not_skipped():
+    # Debezium's default skipped.operations=t drops TRUNCATEs, and Cassandra would silently keep the rows.
+    for cfg in (config(LOCAL), config(CLOUD)):
+        assert cfg.get("skipped.operations") == "none"
 
 
 def test_cloud_config_uses_only_documented_properties():

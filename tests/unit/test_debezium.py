@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from binance_cdc import datasets
-from binance_cdc.stream.debezium import Change, DecodeError, Tombstone, convert_value, decode
+from binance_cdc.stream.debezium import Change, DecodeError, Tombstone, Truncate, convert_value, decode
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "debezium"
 SYMBOL = "TCAPTUREUSDT"  # what capture.py inserted
@@ -247,8 +247,32 @@ def test_unknown_topic():
 
 def test_unknown_op():
     topic, doc = plain_event()
-    doc["op"] = "t"
-    assert "unknown op 't'" in error_of(topic, doc)
+    doc["op"] = "m"  # Debezium's logical decoding message: not a row change, and never captured here
+    assert "unknown op 'm'" in error_of(topic, doc)
+
+
+def truncate_records() -> list[dict]:
+    return json.loads((FIXTURES / "documented_truncate.json").read_text())["records"]
+
+
+@pytest.mark.parametrize("index", range(3), ids=["plain", "plain-without-images", "schema"])
+def test_documented_truncate_event_decodes_to_a_truncate_of_its_table_at_its_lsn(index):
+    result = decode_record(truncate_records()[index])
+    assert isinstance(result, Truncate) and result.op == "t"
+    assert result.dataset is datasets.RECENT_TRADES and result.topic == "binance.binance.recent_trades"
+    assert result.lsn == 46523128 and result.tx_id == "556"
+    assert result.source_ts == datetime(2026, 4, 1, 0, 0, 0, 863000, tzinfo=UTC)
+    assert result.event_ts == datetime(2026, 4, 1, 0, 0, 0, 961000, tzinfo=UTC)
+
+
+def test_truncate_with_a_row_image_or_without_an_lsn_is_refused():
+    rec = truncate_records()[0]
+    doc = json.loads(rec["value"])
+    doc["after"] = {"symbol": "X"}
+    assert "op 't' (truncate) with a 'after' row" in error_of(rec["topic"], doc)
+    doc = json.loads(rec["value"])
+    del doc["source"]["lsn"]
+    assert "source.lsn missing" in error_of(rec["topic"], doc)
 
 
 def test_missing_after_and_before():

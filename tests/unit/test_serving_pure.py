@@ -49,6 +49,17 @@ def test_many_keys_are_chunked_and_none_lost():
     assert back == keys
 
 
+def test_a_truncate_is_marked_apart_from_every_partition_key():
+    batch = change_log.BatchRef(uuid.uuid4(), 7)
+    rows = change_log.mark_rows(batch, {("klines", ("A", "30m", date(2026, 4, 1))): [(NOW,)]}, {"recent_trades": 4242})
+    (truncate,) = [r for r in rows if r[3] == "recent_trades"]
+    assert truncate == (batch.stream_id, 0, 7, "recent_trades", change_log.TRUNCATE_MARK, 0, '{"truncate_lsn":4242}')
+    # The bridge tells it from a real mark by partition_key alone: a real one is always a JSON array.
+    assert all(r[4].startswith("[") for r in rows if r[3] == "klines")
+    with pytest.raises(ValueError):
+        change_log.decode_partition_key(datasets.RECENT_TRADES, change_log.TRUNCATE_MARK)
+
+
 def test_a_malformed_mark_is_an_error_not_a_guess():
     with pytest.raises(ValueError):
         change_log.decode_partition_key(datasets.RECENT_TRADES, json.dumps(["BTCUSDT"]))
