@@ -152,6 +152,7 @@ class SparkSettings:
     max_offsets_per_trigger: int
     starting_offsets: str
     outage_limit_s: float
+    driver_max_rows: int
 
 
 # --- parsers ----------------------------------------------------------------------------------------
@@ -161,6 +162,13 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
         raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be 0 or a positive integer")
     return value
 
 
@@ -341,6 +349,8 @@ VARIABLES: tuple[Var, ...] = (
         doc="where a new query starts (a restart resumes from its checkpoint)"),
     Var("STREAM_OUTAGE_LIMIT_S", "spark", "outage_limit_s", _positive_float, "120",
         doc="how long the stream retries an unreachable Cassandra before it exits 1 (rides out a restart)"),
+    Var("STREAM_DRIVER_MAX_ROWS", "spark", "driver_max_rows", _non_negative_int, "2000",
+        doc="micro-batches of at most this many events are written by the driver (0: always the executors)"),
     # Serving side: the bridge copies Cassandra into a Postgres schema that Grafana reads.
     Var("SERVING_PG_HOST", "serving", "host", default="127.0.0.1",
         doc="Postgres host of the serving schema (may differ from PG_HOST)"),

@@ -30,7 +30,9 @@ from binance_cdc import change_log
 from binance_cdc.stream import checkpoint_lock
 from binance_cdc.stream.retry import Outage, StreamOutage, executor_window, first_line, is_sink_outage, \
     is_transient
-from binance_cdc.stream.sink import COUNTERS, STATS_SCHEMA, SinkTarget, end_offsets, summarize, write_arrow
+from binance_cdc.stream.sink import (
+    COUNTERS, STATS_SCHEMA, Message, SinkTarget, end_offsets, summarize, write_arrow, write_messages,
+)
 
 log = logging.getLogger("spark_streaming")  # the job's log lines keep the script's name
 
@@ -221,20 +223,39 @@ class _SinkFailure(Exception):
         super().__init__(line[cause + len("last error: "):] if cause >= 0 else line)
 
 
+def _bytes(value) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
 def make_batch_writer(target: SinkTarget, progress: ProgressRecorder, identity: StreamIdentity,
-                      outage_limit_s: float, fatal: Fatal):
+                      outage_limit_s: float, fatal: Fatal, driver_max_rows: int = 0):
     def write_batch(df, batch_id: int) -> None:
         batch = change_log.BatchRef(identity.get(), batch_id)
-        # mapInArrow: Kafka rows reach the Python workers as Arrow batches (rdd.mapPartitions pickled each row).
         rows = df.select(*KAFKA_COLUMNS)
+        where = ["executors"]
+
+        def write() -> list[tuple[str, str, int]]:
+            # A job through the Python workers costs ~0.3 s however few rows it carries: most of a small
+            # micro-batch's time. So a batch of at most driver_max_rows is fetched and written right here
+            # (the same write_messages the executors run); a larger one is spread over the executors, whose
+            # Python workers get the Kafka rows as Arrow batches (mapInArrow; no pickled Row per message).
+            if driver_max_rows:
+                head = rows.limit(driver_max_rows + 1).collect()
+                if len(head) <= driver_max_rows:
+                    where[0] = "the driver"
+                    return write_messages([Message(t, p, o, _bytes(k), _bytes(v)) for t, p, o, k, v in head],
+                                          target, batch)
+            return [tuple(r) for r in rows.mapInArrow(lambda part: write_arrow(part, target, batch),
+                                                      STATS_SCHEMA).collect()]
         # One outage budget per batch: the data writes (executors) and the progress record (driver)
         # share it. Re-running a batch's writes is harmless: each carries its LSN as write timestamp.
         outage = Outage("Cassandra", outage_limit_s)
-        stats = ride_out(lambda: [tuple(r) for r in rows.mapInArrow(lambda part: write_arrow(part, target, batch),
-                                                                     STATS_SCHEMA).collect()],
-                         outage, fatal, f"batch {batch_id}")
+        began = time.monotonic()
+        stats = ride_out(write, outage, fatal, f"batch {batch_id}")
+        written = time.monotonic()
         ride_out(lambda: progress.record(batch, end_offsets(stats)), outage, fatal, f"batch {batch_id} progress",
                  cleanup=progress.close)
+        recorded = time.monotonic()
         if outage.attempts:
             log.info("batch %d: written after %d retries (Cassandra was unreachable for %.0fs)", batch_id,
                      outage.attempts, outage.elapsed())
@@ -242,8 +263,9 @@ def make_batch_writer(target: SinkTarget, progress: ProgressRecorder, identity: 
         processed = sum(sum(c.values()) for c in totals.values())
         for topic in sorted(totals):
             log.info("batch %d %s: %s", batch_id, topic, format_counts(totals[topic]))
-        log.info("batch %d: processed %d messages, %d dead letters", batch_id, processed,
-                 sum(c.get("dead_letter", 0) for c in totals.values()))
+        log.info("batch %d: processed %d messages, %d dead letters; written by %s in %.3fs, progress recorded in "
+                 "%.3fs", batch_id, processed, sum(c.get("dead_letter", 0) for c in totals.values()), where[0],
+                 written - began, recorded - written)
 
     return write_batch
 
@@ -286,8 +308,8 @@ def start_query(spark, settings: Settings, once: bool, progress: ProgressRecorde
         reader = reader.option(key, value)
     writer = (reader.load().writeStream.queryName(APP_NAME)
               .option("checkpointLocation", checkpoint_location(settings))
-              .foreachBatch(make_batch_writer(sink_target(settings), progress, identity,
-                                              settings.spark.outage_limit_s, fatal)))
+              .foreachBatch(make_batch_writer(sink_target(settings), progress, identity, settings.spark.outage_limit_s,
+                                              fatal, settings.spark.driver_max_rows)))
     writer = writer.trigger(availableNow=True) if once else \
         writer.trigger(processingTime=f"{settings.spark.trigger_seconds} seconds")
     query = writer.start()

@@ -76,7 +76,10 @@ DEAD_LETTER_COLUMNS = {
     "kafka_key_size": "bigint", "kafka_key_sha256": "text", "payload_size": "bigint", "payload_sha256": "text",
 }
 DEAD_LETTER_KEY = ("topic", "received_date", "partition", "kafka_offset")
-MAX_BATCH_STATEMENTS = 50  # one partition per batch; small enough to stay under batch_size_warn
+# A batch of one partition is one mutation: Cassandra applies it like a single write and checks
+# batch_size_warn/fail_threshold only for batches spanning several partitions. Larger batches spread
+# Cassandra's per-request cost over more rows; MAX_BATCH_BYTES bounds them.
+MAX_BATCH_STATEMENTS = 250
 # Cassandra refuses a request over its native transport message limit (4 MiB on our stack, whose
 # commitlog_segment_size of 8 MiB also caps a mutation at 4 MiB; a cluster may allow less). Every request
 # stays well below:

@@ -77,6 +77,8 @@ def job_env(tmp: Path, prefix: str, keyspace: str, cluster: bool) -> dict[str, s
         "PYSPARK_PYTHON": str(sc.VENV_BIN / "python"),
         "PATH": f"{sc.VENV_BIN}:{env.get('PATH', '')}",
     })
+    if cluster:  # every batch goes to the executors, however small (the driver writes small ones by default)
+        env["STREAM_DRIVER_MAX_ROWS"] = "0"
     return env
 
 
