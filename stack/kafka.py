@@ -1,7 +1,8 @@
 """Apache Kafka broker in KRaft combined mode (broker + controller in one JVM), from the Maven jars.
 
 Needs Java 17 and the jars in .local/lib/kafka (resolved by stack/maven/). The PLAINTEXT listener is the
-host:port of KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:19092), the controller listens on 127.0.0.1:19093.
+host:port of KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:19092), the controller listens on 127.0.0.1 at
+KAFKA_CONTROLLER_PORT (default 19093).
 server.properties is generated into .local/conf/kafka/ at each start; data lives in .local/data/kafka,
 formatted once (its meta.properties keeps the cluster id, so topics survive `down`/`up`). The quorum is
 the dynamic single-voter one Kafka 4.1 ships by default (`controller.quorum.bootstrap.servers` +
@@ -29,7 +30,7 @@ CLASSPATH = str(LIB / "kafka" / "*")
 CONF_DIR = CONF / "kafka"
 DATA_DIR = DATA / "kafka"
 LOG4J2_FILE = PROJECT / "stack" / "conf" / "kafka" / "log4j2.properties"
-CONTROLLER_ADDRESS = ("127.0.0.1", 19093)
+CONTROLLER_HOST = "127.0.0.1"
 NODE_ID = 1
 HEAP = ["-Xms512m", "-Xmx512m"]
 # kafka-run-class.sh's GC flags, minus the ones only a big heap needs; the Connect worker uses them too.
@@ -68,9 +69,13 @@ def listener_address(settings) -> tuple[str, int]:
     return host, int(port)
 
 
+def controller_address(settings) -> tuple[str, int]:
+    return CONTROLLER_HOST, settings.local_ports.kafka_controller_port
+
+
 def server_properties(settings) -> dict[str, str]:
     host, port = listener_address(settings)
-    chost, cport = CONTROLLER_ADDRESS
+    chost, cport = controller_address(settings)
     return {
         **BROKER_SETTINGS,
         "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{chost}:{cport}",
@@ -139,12 +144,12 @@ def start(settings) -> None:
     if running():
         return
     host, port = listener_address(settings)
-    for h, p in ((host, port), CONTROLLER_ADDRESS):
+    for h, p in ((host, port), controller_address(settings)):
         if process.port_open(h, p):
             raise RuntimeError(f"kafka: {h}:{p} is already taken by a process this stack did not start")
     config = write_config(settings)
     format_storage(config)
-    log.info("kafka: starting on %s:%s (controller %s:%s)", host, port, *CONTROLLER_ADDRESS)
+    log.info("kafka: starting on %s:%s (controller %s:%s)", host, port, *controller_address(settings))
     # `env -u COLUMNS`: process.spawn passes this process's environment on (see java_env()).
     argv = ["env", "-u", "COLUMNS", JAVA, *HEAP, *JVM_FLAGS, f"-Dlog4j2.configurationFile={LOG4J2_FILE}",
             "-cp", CLASSPATH, "kafka.Kafka", str(config)]
