@@ -184,7 +184,39 @@ def wait_ready(settings, timeout: float = 90) -> None:
 
 
 def bootstrap(settings) -> None:
-    """Nothing to create: topics come from Debezium (auto-created) and the tests."""
+    """The five Debezium topics, created now rather than at each table's first change: the stream
+    subscribes to all five and fails when one does not exist yet (a table no change has touched)."""
+    from binance_cdc.kafka_client import topics
+
+    ensure_topics(settings, topics(settings.kafka))
+
+
+def ensure_topics(settings, names: list[str]) -> list[str]:
+    """Create those of `names` that do not exist (1 partition, as Debezium's auto-creation gives them);
+    the ones created."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({**admin_config(settings), "logger": log})
+    existing = admin.list_topics(timeout=10).topics
+    absent = [name for name in names if name not in existing]
+    if not absent:
+        return []
+    futures = admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1) for name in absent],
+                                  operation_timeout=30)
+    for name, future in futures.items():
+        try:
+            future.result()
+        except Exception as exc:  # noqa: BLE001 - created meanwhile by Debezium: fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    def served() -> bool:  # created is not yet served: every partition must have a leader
+        meta = admin.list_topics(timeout=5).topics
+        return all(name in meta and meta[name].error is None and meta[name].partitions
+                   and all(p.leader >= 0 for p in meta[name].partitions.values()) for name in absent)
+
+    process.wait_until("kafka topics", served, 30)
+    log.info("kafka: created topics %s", ", ".join(absent))
+    return absent
 
 
 def stop() -> None:
