@@ -56,6 +56,7 @@ class MixedLoad(threading.Thread):
         self.failures = 0  # transactions that failed (Postgres down, connection cut)
         self._running = threading.Event()
         self._halt = threading.Event()
+        self._stepping = threading.Lock()  # held while a transaction is open
         self._conn = None
         self._rng = random.Random(9)
         self._next_trade = int(time.time() * 1000) * 100  # above any earlier run's ids
@@ -73,7 +74,8 @@ class MixedLoad(threading.Thread):
     def pause(self) -> None:
         """Stops after the running step; returns once no transaction is open."""
         self._running.clear()
-        time.sleep(0.5)
+        with self._stepping:
+            pass
 
     def stop(self) -> None:
         self._halt.set()
@@ -193,31 +195,41 @@ class MixedLoad(threading.Thread):
             if not self._running.wait(0.5):
                 began, done = time.monotonic(), 0
                 continue
-            try:
-                conn = self._connection()
-                with conn.cursor() as cur:
-                    count, remember = self.step(cur)
-                    self._probe(cur)
-                conn.commit()
-                remember()
-                self.rows += count
-                done += count
-                self._step += 1
-            except Exception as exc:  # noqa: BLE001 - Postgres down is expected here; count it and go on
-                self.failures += 1
-                self._step += 1  # an in-doubt step is not repeated: its keys are simply never touched again
-                log.debug("load step failed: %s", exc)
-                if self._conn is not None:
-                    try:
-                        self._conn.close()
-                    except Exception:  # noqa: BLE001
-                        pass
-                self._conn = None
+            with self._stepping:
+                if not self._running.is_set():  # paused while this loop waited for the lock
+                    continue
+                count = self._one_step()
+            if count is None:
                 time.sleep(0.5)
                 continue
+            done += count
             ahead = done / self.rate - (time.monotonic() - began)
             if ahead > 0:
                 time.sleep(ahead)
+
+    def _one_step(self) -> int | None:
+        """One committed step's row count; None when it failed."""
+        try:
+            conn = self._connection()
+            with conn.cursor() as cur:
+                count, remember = self.step(cur)
+                self._probe(cur)
+            conn.commit()
+        except Exception as exc:  # noqa: BLE001 - Postgres down is expected here; count it and go on
+            self.failures += 1
+            self._step += 1  # an in-doubt step is not repeated: its keys are simply never touched again
+            log.debug("load step failed: %s", exc)
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except Exception:  # noqa: BLE001 - the connection is gone either way
+                    pass
+            self._conn = None
+            return None
+        remember()
+        self.rows += count
+        self._step += 1
+        return count
 
 
 def purge(settings) -> int:

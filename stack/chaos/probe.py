@@ -20,7 +20,7 @@ class Probe:
         self.settings = settings
         self._session = None
 
-    def _connect(self):
+    def session(self):
         if self._session is None:
             from binance_cdc.serve.cassandra_read import reader_session
 
@@ -29,7 +29,7 @@ class Probe:
 
     def lag(self) -> float | None:
         try:
-            row = self._connect().execute(
+            row = self.session().execute(
                 f"SELECT observed_at FROM {self.settings.cassandra.keyspace}.latest_prices WHERE symbol = %s",
                 (PROBE,), timeout=3).one()
         except Exception as exc:  # noqa: BLE001 - Cassandra down or restarting: no reading

@@ -93,7 +93,7 @@ def run_poison(settings, load: MixedLoad, probe: Probe) -> Result:
     began = time.monotonic()
     time.sleep(WARM_S)
     batch = poison.send(settings, topic)
-    poison.dead_letters(settings, probe._connect(), topic, batch)
+    poison.dead_letters(settings, probe.session(), topic, batch)
     for p in batch:
         if p.error is None:
             result.notes.append(f"FAIL {p.kind}: no dead letter at offset {p.offset}")
