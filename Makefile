@@ -14,7 +14,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-packages up down status clean test test-unit demo bench simulator bridge reconcile \
-	psql cqlsh charts
+	psql cqlsh charts chaos
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ cqlsh: up  ## a cqlsh shell on the keyspace as the read-only role
 
 bench: up  ## every benchmark side by side with the naive way; writes bench/results.json
 	$(PY) -m bench
+
+chaos: up  ## kill -9 each service under load, recover, reconcile; poison messages (.local/logs/chaos.md)
+	$(PY) -m stack.chaos
 
 simulator: .venv/.installed  ## the Binance simulator on 127.0.0.1:8765 (offline demos)
 	$(PY) -m simulator --port 8765

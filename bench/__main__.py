@@ -49,7 +49,7 @@ def table(entries: list[dict]) -> str:
 
 
 @contextmanager
-def alone() -> Iterator[None]:
+def alone(simulator_port: int) -> Iterator[None]:
     """Benchmarks share two cores with the stack: stop the background jobs `make demo` leaves running (its
     stream, the simulator), say so, and start them again afterwards."""
     from stack import demo, process
@@ -64,7 +64,7 @@ def alone() -> Iterator[None]:
         if "spark_streaming" in running:
             demo.ensure_stream_running()
         if "simulator" in running:
-            demo.ensure_simulator_running()
+            demo.ensure_simulator_running(simulator_port)
         if running:
             log.warning("bench: restarted %s", ", ".join(running))
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     modules = (argv if argv else sys.argv[1:]) or list(BENCHES)
     entries: list[dict] = []
-    with alone():
+    with alone(settings.local_ports.simulator_port):
         for name in modules:
             module = importlib.import_module(name)
             log.info("bench %s: running (load average %.2f)", name, os.getloadavg()[0])

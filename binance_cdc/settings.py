@@ -146,6 +146,17 @@ class CassandraSettings:
 
 
 @dataclass(frozen=True)
+class LocalPortsSettings:
+    """Ports only the local stack (stack/) listens on besides the client ones: change them together with
+    PG_PORT, KAFKA_BOOTSTRAP_SERVERS, CONNECT_URL and CASSANDRA_PORT to run a second stack on one machine."""
+
+    kafka_controller_port: int
+    cassandra_storage_port: int
+    cassandra_ssl_storage_port: int
+    simulator_port: int
+
+
+@dataclass(frozen=True)
 class SparkSettings:
     checkpoint_dir: str
     trigger_seconds: float
@@ -262,6 +273,7 @@ GROUP_TYPES: dict[str, type] = {
     "cassandra_reader": Credentials,
     "cassandra_admin": Credentials,
     "spark": SparkSettings,
+    "local_ports": LocalPortsSettings,
     "serving": ServingSettings,
     "bridge": BridgeSettings,
     "bridge_login": Credentials,
@@ -373,6 +385,15 @@ VARIABLES: tuple[Var, ...] = (
     Var("GRAFANA_PG_USER", "grafana_login", "user", default="binance_grafana",
         doc="role Grafana reads the serving schema with (SELECT only)"),
     Var("GRAFANA_PG_PASSWORD", "grafana_login", "password", secret=True, doc="password of GRAFANA_PG_USER"),
+    # The local stack's other listeners (all on 127.0.0.1), so two stacks can share a machine.
+    Var("KAFKA_CONTROLLER_PORT", "local_ports", "kafka_controller_port", _positive_int, "19093",
+        doc="local Kafka's KRaft controller listener"),
+    Var("CASSANDRA_STORAGE_PORT", "local_ports", "cassandra_storage_port", _positive_int, "7010",
+        doc="local Cassandra's inter-node storage port"),
+    Var("CASSANDRA_SSL_STORAGE_PORT", "local_ports", "cassandra_ssl_storage_port", _positive_int, "7011",
+        doc="local Cassandra's inter-node TLS storage port"),
+    Var("SIMULATOR_PORT", "local_ports", "simulator_port", _positive_int, "8765",
+        doc="the Binance simulator `make demo` starts when the real API does not answer"),
 )
 
 GROUPS = tuple(GROUP_TYPES)
@@ -457,6 +478,7 @@ class Settings:
     cassandra_reader: Credentials = property(lambda self: self.group("cassandra_reader"))  # type: ignore[assignment]
     cassandra_admin: Credentials = property(lambda self: self.group("cassandra_admin"))  # type: ignore[assignment]
     spark: SparkSettings = property(lambda self: self.group("spark"))  # type: ignore[assignment]
+    local_ports: LocalPortsSettings = property(lambda self: self.group("local_ports"))  # type: ignore[assignment]
     serving: ServingSettings = property(lambda self: self.group("serving"))  # type: ignore[assignment]
     bridge: BridgeSettings = property(lambda self: self.group("bridge"))  # type: ignore[assignment]
     bridge_login: Credentials = property(lambda self: self.group("bridge_login"))  # type: ignore[assignment]

@@ -2,7 +2,8 @@
 
 The jars come from Maven (.local/lib/cassandra, see stack/maven/cassandra); `CassandraDaemon` runs directly
 on Java 17 with the JPMS flags of Cassandra's conf/jvm17-server.options and the jamm agent. cassandra.yaml
-and logback.xml are rendered from stack/conf/cassandra/ into .local/conf/cassandra/; data lives in
+and logback.xml are rendered from stack/conf/cassandra/ into .local/conf/cassandra/ (ports: CASSANDRA_PORT,
+CASSANDRA_STORAGE_PORT, CASSANDRA_SSL_STORAGE_PORT); data lives in
 .local/data/cassandra and the log in .local/logs/cassandra.log.
 
 bootstrap() is idempotent. The first time it logs in as the default cassandra/cassandra, creates the
@@ -32,8 +33,6 @@ CONF_DIR = CONF / "cassandra"
 DATA_DIR = DATA / "cassandra"
 TEMPLATES = PROJECT / "stack" / "conf" / "cassandra"
 CQL_DIR = PROJECT / "cql"
-STORAGE_PORT = 7010
-SSL_STORAGE_PORT = 7011
 HEAP = "1g"
 DEFAULT_ROLE = "cassandra"
 WRITER_PERMISSIONS = frozenset({"SELECT", "MODIFY"})  # the stream
@@ -89,15 +88,20 @@ def missing() -> list[str]:
     return absent
 
 
-def render_config(settings) -> tuple[Path, Path]:
-    """Write cassandra.yaml and logback.xml for this node into .local/conf/cassandra/."""
-    CONF_DIR.mkdir(parents=True, exist_ok=True)
-    values = {
-        "storage_port": STORAGE_PORT,
-        "ssl_storage_port": SSL_STORAGE_PORT,
+def config_values(settings) -> dict:
+    """What cassandra.yaml's template is filled with."""
+    return {
+        "storage_port": settings.local_ports.cassandra_storage_port,
+        "ssl_storage_port": settings.local_ports.cassandra_ssl_storage_port,
         "native_port": settings.cassandra.port,
         "data_dir": DATA_DIR,
     }
+
+
+def render_config(settings) -> tuple[Path, Path]:
+    """Write cassandra.yaml and logback.xml for this node into .local/conf/cassandra/."""
+    CONF_DIR.mkdir(parents=True, exist_ok=True)
+    values = config_values(settings)
     yaml_path, logback_path = CONF_DIR / "cassandra.yaml", CONF_DIR / "logback.xml"
     yaml_path.write_text(Template((TEMPLATES / "cassandra.yaml").read_text()).substitute(values))
     logback_path.write_text((TEMPLATES / "logback.xml").read_text())

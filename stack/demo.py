@@ -32,7 +32,6 @@ log = logging.getLogger("demo")
 
 STREAM = "spark_streaming"
 SIMULATOR = "simulator"
-SIMULATOR_PORT = 8765
 CATCH_UP_TIMEOUT_S = 300
 CHARTS_DIR = PROJECT_ROOT / ".local" / "charts"
 
@@ -57,10 +56,10 @@ def ensure_stream_running(settings=None) -> None:
     process.spawn(STREAM, [sys.executable, str(PROJECT_ROOT / "spark_streaming.py")], cwd=PROJECT_ROOT)
 
 
-def ensure_simulator_running() -> str:
-    url = f"http://127.0.0.1:{SIMULATOR_PORT}"
+def ensure_simulator_running(port: int) -> str:
+    url = f"http://127.0.0.1:{port}"
     if not process.read_pid(SIMULATOR):
-        process.spawn(SIMULATOR, [sys.executable, "-m", "simulator", "--port", str(SIMULATOR_PORT)],
+        process.spawn(SIMULATOR, [sys.executable, "-m", "simulator", "--port", str(port)],
                       cwd=PROJECT_ROOT)
     process.wait_until("simulator", lambda: real_api_reachable(url), 30, log_name=SIMULATOR)
     return url
@@ -141,7 +140,7 @@ def main() -> int:
     base_url = settings.binance.base_url
     simulated = None
     if not real_api_reachable(base_url):
-        base_url = simulated = ensure_simulator_running()
+        base_url = simulated = ensure_simulator_running(settings.local_ports.simulator_port)
         log.warning("=" * 78)
         log.warning("%s is NOT reachable from this machine: using the LOCAL SIMULATOR at %s",
                     settings.binance.base_url, base_url)

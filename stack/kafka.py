@@ -1,7 +1,8 @@
 """Apache Kafka broker in KRaft combined mode (broker + controller in one JVM), from the Maven jars.
 
 Needs Java 17 and the jars in .local/lib/kafka (resolved by stack/maven/). The PLAINTEXT listener is the
-host:port of KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:19092), the controller listens on 127.0.0.1:19093.
+host:port of KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:19092), the controller listens on 127.0.0.1 at
+KAFKA_CONTROLLER_PORT (default 19093).
 server.properties is generated into .local/conf/kafka/ at each start; data lives in .local/data/kafka,
 formatted once (its meta.properties keeps the cluster id, so topics survive `down`/`up`). The quorum is
 the dynamic single-voter one Kafka 4.1 ships by default (`controller.quorum.bootstrap.servers` +
@@ -29,7 +30,7 @@ CLASSPATH = str(LIB / "kafka" / "*")
 CONF_DIR = CONF / "kafka"
 DATA_DIR = DATA / "kafka"
 LOG4J2_FILE = PROJECT / "stack" / "conf" / "kafka" / "log4j2.properties"
-CONTROLLER_ADDRESS = ("127.0.0.1", 19093)
+CONTROLLER_HOST = "127.0.0.1"
 NODE_ID = 1
 HEAP = ["-Xms512m", "-Xmx512m"]
 # kafka-run-class.sh's GC flags, minus the ones only a big heap needs; the Connect worker uses them too.
@@ -68,9 +69,13 @@ def listener_address(settings) -> tuple[str, int]:
     return host, int(port)
 
 
+def controller_address(settings) -> tuple[str, int]:
+    return CONTROLLER_HOST, settings.local_ports.kafka_controller_port
+
+
 def server_properties(settings) -> dict[str, str]:
     host, port = listener_address(settings)
-    chost, cport = CONTROLLER_ADDRESS
+    chost, cport = controller_address(settings)
     return {
         **BROKER_SETTINGS,
         "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{chost}:{cport}",
@@ -139,12 +144,12 @@ def start(settings) -> None:
     if running():
         return
     host, port = listener_address(settings)
-    for h, p in ((host, port), CONTROLLER_ADDRESS):
+    for h, p in ((host, port), controller_address(settings)):
         if process.port_open(h, p):
             raise RuntimeError(f"kafka: {h}:{p} is already taken by a process this stack did not start")
     config = write_config(settings)
     format_storage(config)
-    log.info("kafka: starting on %s:%s (controller %s:%s)", host, port, *CONTROLLER_ADDRESS)
+    log.info("kafka: starting on %s:%s (controller %s:%s)", host, port, *controller_address(settings))
     # `env -u COLUMNS`: process.spawn passes this process's environment on (see java_env()).
     argv = ["env", "-u", "COLUMNS", JAVA, *HEAP, *JVM_FLAGS, f"-Dlog4j2.configurationFile={LOG4J2_FILE}",
             "-cp", CLASSPATH, "kafka.Kafka", str(config)]
@@ -179,7 +184,39 @@ def wait_ready(settings, timeout: float = 90) -> None:
 
 
 def bootstrap(settings) -> None:
-    """Nothing to create: topics come from Debezium (auto-created) and the tests."""
+    """The five Debezium topics, created now rather than at each table's first change: the stream
+    subscribes to all five and fails when one does not exist yet (a table no change has touched)."""
+    from binance_cdc.kafka_client import topics
+
+    ensure_topics(settings, topics(settings.kafka))
+
+
+def ensure_topics(settings, names: list[str]) -> list[str]:
+    """Create those of `names` that do not exist (1 partition, as Debezium's auto-creation gives them);
+    the ones created."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({**admin_config(settings), "logger": log})
+    existing = admin.list_topics(timeout=10).topics
+    absent = [name for name in names if name not in existing]
+    if not absent:
+        return []
+    futures = admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1) for name in absent],
+                                  operation_timeout=30)
+    for name, future in futures.items():
+        try:
+            future.result()
+        except Exception as exc:  # noqa: BLE001 - created meanwhile by Debezium: fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    def served() -> bool:  # created is not yet served: every partition must have a leader
+        meta = admin.list_topics(timeout=5).topics
+        return all(name in meta and meta[name].error is None and meta[name].partitions
+                   and all(p.leader >= 0 for p in meta[name].partitions.values()) for name in absent)
+
+    process.wait_until("kafka topics", served, 30)
+    log.info("kafka: created topics %s", ", ".join(absent))
+    return absent
 
 
 def stop() -> None:

@@ -12,3 +12,9 @@ from binance_cdc.settings import load_dotenv_file, load_settings
 def settings():
     load_dotenv_file()
     return load_settings()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The chaos suite kills and restarts the stack's services: it runs after every other test, so a failed
+    recovery cannot break them (a stable sort keeps every other order)."""
+    items.sort(key=lambda item: item.get_closest_marker("chaos") is not None)

@@ -64,3 +64,26 @@ def test_produced_message_is_consumed_unchanged(kafka_config, fresh_topic):
     assert len(received) == 1, f"no message on {fresh_topic} within 60s"
     assert (received[0].key(), received[0].value()) == (key, payload)
     assert (received[0].partition(), received[0].offset()) == (0, 0)
+
+
+def test_bootstrap_creates_the_five_debezium_topics(settings):
+    """The stream subscribes to all five topics and fails while one is missing (a table no change has
+    touched yet, e.g. right after `make up` on a fresh stack): `make up` creates them."""
+    import os
+
+    from binance_cdc.kafka_client import topics
+    from binance_cdc.settings import load_settings
+
+    prefix = f"itbootstrap{uuid.uuid4().hex[:8]}"
+    moved = load_settings(env={**os.environ, "TOPIC_PREFIX": prefix})
+    names = topics(moved.kafka)
+    admin = AdminClient(stack.kafka.admin_config(settings))
+    try:
+        stack.kafka.bootstrap(moved)
+        existing = admin.list_topics(timeout=10).topics
+        assert all(name in existing and len(existing[name].partitions) == 1 for name in names), names
+        assert stack.kafka.ensure_topics(moved, names) == []  # idempotent
+    finally:
+        present = [n for n in names if n in admin.list_topics(timeout=10).topics]
+        for future in (admin.delete_topics(present).values() if present else ()):
+            future.result(timeout=30)
