@@ -13,6 +13,9 @@ The rules (issue 9, finding 5):
 - heartbeat (end-to-end liveness of the connector, even when the market is quiet): the newest heartbeat row
   in Postgres and the newest heartbeat message in Kafka are both younger than `stale_after_s` (three
   intervals, at least 60 s). Kafka unreachable is BAD here even while Connect's REST says RUNNING.
+- stream: its process (from the pid file and the checkpoint lock) must not be DEAD, its Kafka lag must be
+  readable, and messages must not wait longer than `STREAM_STALL_S` for it: lag > 0 while its last
+  finished batch is older than that is BAD, whether the stream runs here, elsewhere (a cluster) or nowhere.
 """
 
 from __future__ import annotations
@@ -101,3 +104,19 @@ def judge_heartbeat(newest_beat_age_s: float | None, kafka_age_s: float | str, t
     if problems:
         return Row("heartbeat", False, f"STALE: {'; '.join(problems)} ({every})")
     return Row("heartbeat", True, f"{postgres}, {kafka} ({every})")
+
+
+STREAM_STALL_S = 120  # a live stream finishes a batch every few seconds while messages wait
+
+
+def judge_stream(process_state: str, process_ok: bool, lag: int | str, last_batch_age_s: float | None,
+                 batch: str) -> Row:
+    """`lag`: messages in the topics after the last batch's offsets, or the text saying why it is unknown;
+    `last_batch_age_s`: None when no batch was ever recorded."""
+    if isinstance(lag, str):  # Kafka unreadable: the stream cannot move either, whatever its process says
+        return Row("stream", False, f"{process_state}; {batch}; Kafka lag unknown ({lag})")
+    detail = f"{process_state}; {batch}; Kafka lag {lag:,} messages"
+    if lag and (last_batch_age_s is None or last_batch_age_s > STREAM_STALL_S):
+        return Row("stream", False, f"STALLED: {detail}, and no batch for more than {STREAM_STALL_S}s "
+                                    "(no stream consumes them: make demo, or look at the stream's log)")
+    return Row("stream", process_ok, detail)

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 import requests
 
-from stack.change_path_verdicts import Row, SlotState, judge_connector, judge_heartbeat, judge_slot
+from stack.change_path_verdicts import Row, SlotState, judge_connector, judge_heartbeat, judge_slot, judge_stream
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,12 @@ def stream_rows(settings, now: datetime, progress) -> list[Row]:
     last = max(progress.values(), key=lambda p: p.batch_completed_at, default=None)
     lag = _kafka_lag(settings, last.end_offsets if last else None)
     batch = f"last batch {last.last_batch_id} {_age(last.batch_completed_at, now)}" if last else "no batch yet"
-    # Kafka unreadable: the stream cannot move either, whatever its process says.
-    return [Row("stream", healthy and not lag.startswith("unknown"), f"{state}; {batch}; Kafka lag {lag}")]
+    age = None
+    if last is not None:
+        completed = last.batch_completed_at
+        completed = completed if completed.tzinfo else completed.replace(tzinfo=timezone.utc)
+        age = (now - completed).total_seconds()
+    return [judge_stream(state, healthy, lag, age, batch)]
 
 
 def bridge_row(settings, now: datetime, progress) -> Row:
@@ -181,7 +185,8 @@ def _progress(settings):
         session.cluster.shutdown()
 
 
-def _kafka_lag(settings, end_offsets: str | None) -> str:
+def _kafka_lag(settings, end_offsets: str | None) -> int | str:
+    """Messages in the five topics after `end_offsets`, or the text saying why Kafka could not tell."""
     from confluent_kafka import Consumer, TopicPartition
 
     from binance_cdc.kafka_client import client_conf, topics
@@ -190,7 +195,7 @@ def _kafka_lag(settings, end_offsets: str | None) -> str:
     try:
         consumer = Consumer({**client_conf(settings.kafka), "group.id": "binance-cdc-status"})
     except Exception as exc:  # noqa: BLE001
-        return f"unknown ({exc})"
+        return str(exc)[:80]
     try:
         metadata = consumer.list_topics(timeout=5).topics
         total = 0
@@ -199,9 +204,9 @@ def _kafka_lag(settings, end_offsets: str | None) -> str:
             for partition in (topic.partitions if topic is not None else {}):
                 low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=5)
                 total += max(0, high - max(low, int(reached.get(name, {}).get(str(partition), low))))
-        return f"{total:,} messages"
+        return total
     except Exception as exc:  # noqa: BLE001 - Kafka down is a status, not a crash
-        return f"unknown (Kafka: {str(exc)[:80]})"
+        return f"Kafka: {str(exc)[:80]}"
     finally:
         consumer.close()
 

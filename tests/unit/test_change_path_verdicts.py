@@ -12,7 +12,7 @@ import pytest
 from binance_cdc.settings import load_settings
 from stack import pipeline, process
 from stack.change_path_verdicts import (SlotState, confirm_limit_s, judge_connector, judge_heartbeat, judge_slot,
-                                        stale_after_s)
+                                        judge_stream, stale_after_s)
 
 NAME = "binance-postgres-cdc"
 TOPIC = "__debezium-heartbeat.binance"
@@ -108,6 +108,7 @@ BROKEN = {
     "failed task": judge_connector(NAME, connect_status("RUNNING", "FAILED")),
     "Kafka down while Connect says RUNNING": judge_heartbeat(3.0, "unreachable (no broker)", TOPIC, INTERVAL),
     "slot not advancing": judge_slot(slot(oldest_unconfirmed_beat_age_s=300.0), "binance_slot", INTERVAL),
+    "stream stalled elsewhere": judge_stream("not started here", True, 5_000, 600.0, "last batch 7 600s ago"),
 }
 
 
@@ -124,3 +125,19 @@ def test_status_exits_non_zero_for_each_broken_state(state, monkeypatch, capsys)
     monkeypatch.setattr(pipeline, "rows", lambda settings: [*healthy, BROKEN[state]])
     assert stack_main.status(None, list(stack_main.SERVICE_MODULES)) == 1
     assert f"{BROKEN[state].name:<10} BAD" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["not started here (make demo starts it)", "running (pid 42)"])
+def test_messages_waiting_with_no_recent_batch_is_a_stalled_stream_wherever_it_runs(where):
+    """A stream on a cluster that died, or one here that hangs: only the lag and the last batch tell."""
+    row = judge_stream(where, True, 5_000, 600.0, "last batch 7 600s ago")
+    assert not row.healthy and "STALLED" in row.detail and "5,000 messages" in row.detail
+    assert not judge_stream(where, True, 10, None, "no batch yet").healthy
+
+
+def test_a_recent_batch_or_no_lag_is_a_healthy_stream():
+    assert judge_stream("running (pid 42)", True, 5_000, 3.0, "last batch 7 3s ago").healthy
+    assert judge_stream("not started here (make demo starts it)", True, 0, 9_999.0, "last batch 7").healthy
+    assert not judge_stream("DEAD (its pid file is stale)", False, 0, 5.0, "last batch 7 5s ago").healthy
+    row = judge_stream("running (pid 42)", True, "Kafka: no broker", 3.0, "last batch 7 3s ago")
+    assert not row.healthy and "Kafka lag unknown" in row.detail
