@@ -149,7 +149,7 @@ def recorded_messages() -> list:
     from binance_cdc.stream.sink import Message
 
     out = []
-    for path in sorted((Path(__file__).resolve().parent.parent / "fixtures" / "debezium").glob("*.json")):
+    for path in sorted((Path(__file__).resolve().parent.parent / "fixtures" / "debezium").glob("[ps]*_*.json")):
         for r in json.loads(path.read_text()):
             enc = lambda s: None if s is None else s.encode()  # noqa: E731
             out.append(Message(r["topic"], r["partition"], r["offset"], enc(r["key"]), enc(r["value"])))
