@@ -2,10 +2,12 @@
 
 Almost every message is a create, snapshot read or update in the plain JSON layout (no schema wrapper) with
 decimals as plain decimal strings, times as ZonedTimestamp text ending in `Z` with at most millisecond
-precision, and short ASCII text. For such a message `FastDecoder.upsert()` returns the row's
-`INSERT ... JSON` text (every Cassandra column of the dataset) and its keys, without building a Decimal or a
-datetime per value: the decimal strings go to Cassandra as they came (Cassandra's decimal keeps a string's
-digits and scale, as Python's Decimal does), times as epoch milliseconds.
+precision, and short ASCII text. For such a message `FastDecoder.upsert()` returns the row's values already
+serialized in the native protocol's encoding of each Cassandra column (the order of the reference upsert:
+binance_cdc.stream.sink.upsert_columns, then the LSN), and its keys, without building a Decimal or a datetime
+per value: a decimal string becomes its unscaled digits and scale directly, a time its epoch milliseconds. The
+bytes are those the Cassandra driver's bind() makes of the reference decoder's values
+(tests/unit/test_fast_decode.py compares them), packed with the driver's own cassandra.marshal functions.
 
 For anything else it returns None and the reference decoder (binance_cdc/stream/debezium.py, the single
 definition of what is correct) decides: deletes, tombstones, the schema wrapper, every value of an unusual
@@ -14,7 +16,7 @@ turned into a float), and every malformed message, whose dead-letter reason thus
 The rule is that the fast path only accepts what the reference accepts and yields the same row;
 tests/unit/test_fast_decode.py checks it on every recorded event and on malformed ones.
 
-Pure, no I/O; needs orjson (on the executors too).
+Pure, no I/O; needs orjson and cassandra-driver (on the executors too).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 import orjson
+from cassandra.marshal import int32_pack, int64_pack, uint32_pack, varint_pack
 
 from binance_cdc import datasets
 from binance_cdc.stream.debezium import DecodeError, UPSERT_OPS, dataset_for_topic
@@ -39,7 +42,8 @@ MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last millise
 
 
 class FastUpsert(NamedTuple):
-    json: str  # the INSERT ... JSON document
+    values: tuple  # serialized values of the upsert statement, the LSN (USING TIMESTAMP) last
+    size: int  # their bytes
     lsn: int
     partition_key: tuple
     clustering_key: tuple
@@ -92,6 +96,32 @@ def _ms_time(ms: int) -> datetime:
     return EPOCH + timedelta(milliseconds=ms)
 
 
+DATE_OFFSET_DAYS = 2 ** 31  # a CQL date is an unsigned day count with the epoch in the middle
+
+
+def _decimal(text: str) -> bytes:
+    """A DECIMAL-matched string as CQL decimal: int32 scale, then the unscaled value as a varint."""
+    whole, _, fraction = text.partition(".")
+    return int32_pack(len(fraction)) + varint_pack(int(whole + fraction))
+
+
+def _text(value: str) -> bytes:
+    return value.encode("utf-8")
+
+
+def _boolean(value: bool) -> bytes:
+    return b"\x01" if value else b"\x00"
+
+
+def _date(value: date) -> bytes:
+    return uint32_pack((value - EPOCH.date()).days + DATE_OFFSET_DAYS)
+
+
+# Per CQL kind, from the fast path's form of the value (a timestamp is epoch milliseconds by then).
+ENCODERS = {"text": _text, "decimal": _decimal, "timestamp": int64_pack, "bigint": int64_pack,
+            "int": int32_pack, "boolean": _boolean, "date": _date}
+
+
 def _is_int(value: Any, low: int, high: int) -> bool:
     return type(value) is int and low <= value <= high
 
@@ -109,6 +139,8 @@ class FastDecoder:
         if dataset.bucket_column and dataset.bucket_unit not in ("day", "month"):
             raise ValueError(f"{dataset.name}: unknown bucket_unit {dataset.bucket_unit!r}")
         kinds = dataset.cql_columns
+        # The reference upsert's column order (sink.upsert_columns is tuple(dataset.cql_columns)).
+        self.encoders = tuple((name, ENCODERS[kind]) for name, kind in kinds.items())
         self.partition_key = tuple((n, kinds[n]) for n in dataset.cql_partition_key)
         self.clustering_key = tuple((n, kinds[n]) for n in dataset.cql_clustering_key)
 
@@ -166,18 +198,17 @@ class FastDecoder:
             if day is None:  # a null bucket source: the reference says why
                 return None
             bucket = day.day.replace(day=1) if self.bucket_month else day.day
-            row[self.bucket_column] = bucket.isoformat()
+            row[self.bucket_column] = bucket
         row["cdc_op"] = op
         row["cdc_source_lsn"] = lsn
         row["cdc_source_ts"] = source_ms
         row["cdc_event_ts"] = event_ms
         row["cdc_tx_id"] = None if tx is None else str(tx)
         row["cdc_written_at"] = written_at_ms
-        if self.bucket_column:
-            key_values = {self.bucket_column: bucket}
-        else:
-            key_values = {}
-        return FastUpsert(orjson.dumps(row).decode(), lsn,
+        values = tuple(None if row[name] is None else encode(row[name]) for name, encode in self.encoders) \
+            + (int64_pack(lsn),)
+        key_values = {self.bucket_column: bucket} if self.bucket_column else {}
+        return FastUpsert(values, sum(len(v) for v in values if v is not None), lsn,
                           tuple(self._key(row, n, k, key_values) for n, k in self.partition_key),
                           tuple(self._key(row, n, k, key_values) for n, k in self.clustering_key),
                           op, source_ms)

@@ -48,7 +48,6 @@ a batch's writes it marks the partitions they touched in `changed_partitions` fo
 from __future__ import annotations
 
 import hashlib
-import struct
 import logging
 import sys
 import threading
@@ -92,7 +91,6 @@ MAX_ERROR_CHARS = 2000
 # Cassandra decimal scale is a signed 32-bit int (the driver packs it with struct "i").
 CQL_SCALE_RANGE = (-(2 ** 31), 2 ** 31 - 1)
 DEFAULT_CONCURRENCY = 16
-_BIGINT = struct.Struct(">q")
 COUNTERS = ("c", "r", "u", "d", "tombstone", "dead_letter", "t")  # t last: log lines keep their old prefix
 
 
@@ -115,7 +113,7 @@ class Write(NamedTuple):
     size: int = 0  # estimated bytes of the bound values (batches are cut by it)
     message: Message | None = None  # the source message, for a dead letter if the driver refuses the row
     op: str = ""  # c, r, u or d
-    as_json: bool = False  # params are (INSERT ... JSON document, LSN) from the fast path (fast_decode.py)
+    serialized: bool = False  # params are already in the protocol's encoding (the fast path, fast_decode.py)
 
 
 @dataclass(frozen=True)
@@ -274,9 +272,9 @@ def plan(messages: Iterable[Message], written_at: datetime | None = None, fast: 
                 log.exception("fast path failed on %s[%d]@%d; the reference decoder takes it", msg.topic,
                               msg.partition, msg.offset)
                 row = None
-            if row is not None and len(row.json) <= MAX_WRITE_BYTES:
-                writes.append(Write(decoder.dataset.name, False, row.partition_key, (row.json, row.lsn), msg.topic,
-                                    msg.offset, row.clustering_key, len(row.json) + 12, msg, row.op, True))
+            if row is not None and row.size <= MAX_WRITE_BYTES:
+                writes.append(Write(decoder.dataset.name, False, row.partition_key, row.values, msg.topic,
+                                    msg.offset, row.clustering_key, row.size, msg, row.op, True))
                 counts[msg.topic][row.op] += 1
                 continue
         try:
@@ -361,7 +359,6 @@ class CassandraSink:
         self.concurrency = concurrency
         self.window_s = window_s
         self.upserts = {}
-        self.json_upserts = {}
         self.deletes = {}
         self.partition_deletes = {}
         self.partitions = {}
@@ -370,9 +367,6 @@ class CassandraSink:
             self.upserts[d.name] = session.prepare(
                 f"INSERT INTO {keyspace}.{d.name} ({', '.join(cols)}) "
                 f"VALUES ({', '.join('?' * len(cols))}) USING TIMESTAMP ?")
-            # Every column is in the document, so JSON's "absent means null" never applies.
-            self.json_upserts[d.name] = session.prepare(
-                f"INSERT INTO {keyspace}.{d.name} JSON ? USING TIMESTAMP ?")
             where = " AND ".join(f"{c} = ?" for c in key_columns(d))
             self.deletes[d.name] = session.prepare(
                 f"DELETE FROM {keyspace}.{d.name} USING TIMESTAMP ? WHERE {where}")
@@ -390,16 +384,14 @@ class CassandraSink:
             f"VALUES ({', '.join('?' * len(cols))})")
 
     def statement(self, w: Write):
-        if w.as_json:
-            # The driver's bind() checks and converts each value (~6 us a row); a fast-path row is already a
-            # UTF-8 document and an int, serialized here as the protocol wants them (text; bigint = 8 bytes
-            # big-endian, as cassandra.cqltypes.LongType packs it). tests/integration/test_sink_ordering.py
-            # reads back what both paths stored.
+        if w.serialized:
+            # The driver's bind() would check and convert each value again (~6 us a row): a fast-path row
+            # carries the very bytes bind() makes of the reference decoder's values (fast_decode.py).
             from cassandra.query import BoundStatement
 
-            bound = BoundStatement(self.json_upserts[w.table])
+            bound = BoundStatement(self.upserts[w.table])
             bound.raw_values = w.params
-            bound.values = [w.params[0].encode(), _BIGINT.pack(w.params[1])]
+            bound.values = list(w.params)
             return bound
         prepared = self.deletes if w.delete else self.upserts
         return prepared[w.table].bind(w.params)
@@ -413,7 +405,7 @@ class CassandraSink:
         for w in p.writes:
             try:
                 statement = self.statement(w)
-                size = w.size if w.as_json else \
+                size = w.size if w.serialized else \
                     sum(len(v) for v in statement.values if isinstance(v, (bytes, bytearray)))
                 if size > MAX_WRITE_BYTES:
                     raise ValueError(f"row of {size} bytes exceeds the {MAX_WRITE_BYTES}-byte bound of one write")
@@ -479,7 +471,7 @@ class CassandraSink:
         plan as a dead letter with Cassandra's reason. The others are written."""
         for w in writes:
             again = w
-            if w.as_json and w.message is not None:
+            if w.serialized and w.message is not None:
                 retyped = plan([w.message], fast=False)
                 again = retyped.writes[0] if retyped.writes else None
                 if again is None:  # the reference dead-letters what the fast path accepted: its reason wins

@@ -51,7 +51,7 @@ def test_upsert_binds_every_cassandra_column_then_the_lsn():
 
 
 def test_delete_binds_the_lsn_then_the_full_key():
-    p = plan(messages("recent_trades"), WRITTEN)
+    p = plan(messages("recent_trades"), WRITTEN, fast=False)
     (delete,) = [w for w in p.writes if w.delete]
     assert key_columns(datasets.RECENT_TRADES) == ("symbol", "trade_date", "trade_id")
     assert delete.params[1:] == ("TCAPTUREUSDT", datetime(2026, 4, 1).date(), 9000000001)

@@ -1,7 +1,8 @@
 """The fast path (binance_cdc/stream/fast_decode.py) against the reference decoder: on every recorded event and
-on a few thousand malformed or unusual ones, `plan(fast=True)` and `plan(fast=False)` must give the same rows
-as Cassandra stores them (decimal = unscaled digits and scale, timestamp = epoch milliseconds), the same keys,
-the same dead letters with the same reasons and the same counts. No services needed."""
+on a few thousand malformed or unusual ones, `plan(fast=True)` and `plan(fast=False)` must give the same bytes
+on the wire (the fast path's serialized values against the Cassandra driver's own serializers applied to the
+reference's typed values, as bind() does), the same keys, the same dead letters with the same reasons and the
+same counts. No services needed."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from cassandra import cqltypes
+
 from binance_cdc import datasets
 from binance_cdc.stream import fast_decode
 from binance_cdc.stream.sink import Message, plan, upsert_columns
-from binance_cdc.values import to_epoch_ms
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "debezium"
 WRITTEN = datetime(2026, 5, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
@@ -29,34 +31,36 @@ def recorded(variant: str, table: str) -> list[Message]:
     return [Message(r["topic"], r["partition"], r["offset"], enc(r["key"]), enc(r["value"])) for r in recs]
 
 
-def stored(kind: str, value):
-    """A value as Cassandra holds it, from either path's form of it."""
-    if value is None:
-        return None
-    if kind == "decimal":
-        d = Decimal(value) if isinstance(value, str) else value
-        sign, digits, exponent = d.as_tuple()
-        return (-1 if sign else 1) * int("".join(map(str, digits))), -exponent
-    if kind == "timestamp":
-        return value if isinstance(value, int) else to_epoch_ms(value)
-    if kind == "date":
-        return date.fromisoformat(value) if isinstance(value, str) else value
-    return value
+# The driver's serializer per CQL kind: what BoundStatement.bind() applies to each value.
+WIRE = {"text": cqltypes.UTF8Type, "decimal": cqltypes.DecimalType, "timestamp": cqltypes.DateType,
+        "bigint": cqltypes.LongType, "int": cqltypes.Int32Type, "boolean": cqltypes.BooleanType,
+        "date": cqltypes.SimpleDateType}
+PROTOCOL = 4
+
+
+def wire(kind: str, value):
+    """The bytes bind() sends, or what it would raise (the sink then dead-letters the row: bind_all)."""
+    try:
+        return None if value is None else WIRE[kind].serialize(value, PROTOCOL)
+    except Exception as exc:  # noqa: BLE001
+        return f"refused by the driver: {type(exc).__name__}"
 
 
 def normalized(write) -> tuple:
+    """A write as the bytes its statement sends: the fast path's as they are, the reference's as bind() would
+    serialize them."""
     d = datasets.get(write.table)
     kinds = d.cql_columns
-    if write.as_json:
-        doc = json.loads(write.params[0])
-        assert set(doc) == set(kinds), "a JSON insert must name every column (absent means null)"
-        row, lsn = doc, write.params[1]
+    if write.serialized:
+        assert len(write.params) == len(kinds) + 1
+        values = tuple(write.params)
+    elif write.delete:
+        values = (wire("bigint", write.params[0]), *write.params[1:])
     else:
-        row = dict(zip(upsert_columns(d), write.params[:-1])) if not write.delete else {}
-        lsn = write.params[0] if write.delete else write.params[-1]
-    values = tuple(sorted((name, stored(kinds[name], v)) for name, v in row.items()))
+        values = (*(wire(kinds[c], v) for c, v in zip(upsert_columns(d), write.params[:-1])),
+                  wire("bigint", write.params[-1]))
     return (write.table, write.delete, write.partition_key, write.clustering_key, write.topic, write.offset,
-            write.op, lsn, values)
+            write.op, values)
 
 
 def assert_same(messages: list[Message]) -> int:
@@ -67,7 +71,7 @@ def assert_same(messages: list[Message]) -> int:
         [(d.message, d.error) for d in reference.dead_letters]
     assert fast.counts == reference.counts
     assert fast.touched() == reference.touched()
-    return sum(w.as_json for w in fast.writes)
+    return sum(w.serialized for w in fast.writes)
 
 
 @pytest.mark.parametrize("table", list(datasets.DATASETS))
@@ -193,4 +197,4 @@ def test_a_fast_path_bug_costs_speed_not_rows(monkeypatch):
         raise KeyError("a bug")
     monkeypatch.setattr(fast_decode.FastDecoder, "upsert", broken)
     p = plan([message], WRITTEN)
-    assert len(p.writes) == 1 and not p.writes[0].as_json and not p.dead_letters
+    assert len(p.writes) == 1 and not p.writes[0].serialized and not p.dead_letters
