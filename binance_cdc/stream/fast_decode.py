@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 import orjson
-from cassandra.marshal import int32_pack, int64_pack, uint32_pack, varint_pack
+from cassandra.marshal import int32_pack, int64_pack, uint32_pack
 
 from binance_cdc import datasets
 from binance_cdc.stream.debezium import DecodeError, UPSERT_OPS, dataset_for_topic
@@ -43,7 +43,7 @@ MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last millise
 
 class FastUpsert(NamedTuple):
     values: tuple  # serialized values of the upsert statement, the LSN (USING TIMESTAMP) last
-    size: int  # their bytes
+    size: int  # at least their bytes
     lsn: int
     partition_key: tuple
     clustering_key: tuple
@@ -100,9 +100,12 @@ DATE_OFFSET_DAYS = 2 ** 31  # a CQL date is an unsigned day count with the epoch
 
 
 def _decimal(text: str) -> bytes:
-    """A DECIMAL-matched string as CQL decimal: int32 scale, then the unscaled value as a varint."""
+    """A DECIMAL-matched string as CQL decimal: int32 scale, then the unscaled value as a varint (the
+    shortest two's complement, as cassandra.marshal.varint_pack writes it, in C)."""
     whole, _, fraction = text.partition(".")
-    return int32_pack(len(fraction)) + varint_pack(int(whole + fraction))
+    unscaled = int(whole + fraction)
+    return int32_pack(len(fraction)) + unscaled.to_bytes((unscaled + (unscaled < 0)).bit_length() // 8 + 1,
+                                                         "big", signed=True)
 
 
 def _text(value: str) -> bytes:
@@ -205,10 +208,14 @@ class FastDecoder:
         row["cdc_event_ts"] = event_ms
         row["cdc_tx_id"] = None if tx is None else str(tx)
         row["cdc_written_at"] = written_at_ms
-        values = tuple(None if row[name] is None else encode(row[name]) for name, encode in self.encoders) \
-            + (int64_pack(lsn),)
+        values = []
+        for name, encode in self.encoders:
+            raw = row[name]
+            values.append(None if raw is None else encode(raw))
+        values.append(int64_pack(lsn))
         key_values = {self.bucket_column: bucket} if self.bucket_column else {}
-        return FastUpsert(values, sum(len(v) for v in values if v is not None), lsn,
+        # The message's length bounds the row's bytes from above (JSON spells every value out at least as long).
+        return FastUpsert(tuple(values), len(value), lsn,
                           tuple(self._key(row, n, k, key_values) for n, k in self.partition_key),
                           tuple(self._key(row, n, k, key_values) for n, k in self.clustering_key),
                           op, source_ms)
