@@ -108,21 +108,8 @@ def _decimal(text: str) -> bytes:
                                                          "big", signed=True)
 
 
-def _text(value: str) -> bytes:
-    return value.encode("utf-8")
-
-
-def _boolean(value: bool) -> bytes:
-    return b"\x01" if value else b"\x00"
-
-
 def _date(value: date) -> bytes:
     return uint32_pack((value - EPOCH.date()).days + DATE_OFFSET_DAYS)
-
-
-# Per CQL kind, from the fast path's form of the value (a timestamp is epoch milliseconds by then).
-ENCODERS = {"text": _text, "decimal": _decimal, "timestamp": int64_pack, "bigint": int64_pack,
-            "int": int32_pack, "boolean": _boolean, "date": _date}
 
 
 def _is_int(value: Any, low: int, high: int) -> bool:
@@ -134,7 +121,6 @@ class FastDecoder:
 
     def __init__(self, dataset: datasets.Dataset) -> None:
         self.dataset = dataset
-        self.columns = tuple((c.name, c.kind, c.nullable) for c in dataset.columns)
         self.names = frozenset(c.name for c in dataset.columns)
         self.bucket_column = dataset.bucket_column
         self.bucket_source = dataset.bucket_source
@@ -142,8 +128,14 @@ class FastDecoder:
         if dataset.bucket_column and dataset.bucket_unit not in ("day", "month"):
             raise ValueError(f"{dataset.name}: unknown bucket_unit {dataset.bucket_unit!r}")
         kinds = dataset.cql_columns
-        # The reference upsert's column order (sink.upsert_columns is tuple(dataset.cql_columns)).
-        self.encoders = tuple((name, ENCODERS[kind]) for name, kind in kinds.items())
+        # Where each value goes: the reference upsert's column order (sink.upsert_columns is
+        # tuple(dataset.cql_columns)), then the LSN for USING TIMESTAMP.
+        order = {name: i for i, name in enumerate(kinds)}
+        self.width = len(order) + 1
+        self.columns = tuple((c.name, c.kind, c.nullable, order[c.name]) for c in dataset.columns)
+        self.bucket_index = order.get(dataset.bucket_column)
+        self.cdc_index = tuple(order[c] for c in ("cdc_op", "cdc_source_lsn", "cdc_source_ts", "cdc_event_ts",
+                                                  "cdc_tx_id", "cdc_written_at"))
         self.partition_key = tuple((n, kinds[n]) for n in dataset.cql_partition_key)
         self.clustering_key = tuple((n, kinds[n]) for n in dataset.cql_clustering_key)
 
@@ -168,8 +160,9 @@ class FastDecoder:
             return None
         if len(row) != len(self.names) or not self.names.issuperset(row):
             return None
+        out: list = [None] * self.width
         days: dict[str, _Day] = {}
-        for name, kind, nullable in self.columns:
+        for name, kind, nullable, at in self.columns:  # checked and serialized in one pass
             raw = row[name]
             if raw is None:
                 if not nullable:
@@ -177,47 +170,52 @@ class FastDecoder:
             elif kind == "decimal":
                 if type(raw) is not str or DECIMAL.fullmatch(raw) is None:
                     return None
+                out[at] = _decimal(raw)
             elif kind == "timestamp":
                 parsed = zoned_ms(raw)
                 if parsed is None:
                     return None
                 row[name], days[name] = parsed
+                out[at] = int64_pack(parsed[0])
             elif kind == "text":
                 if type(raw) is not str or len(raw) > MAX_TEXT or not raw.isascii():
                     return None
+                out[at] = raw.encode()
             elif kind == "bigint":
-                if not _is_int(raw, -(2 ** 63), 2 ** 63 - 1):
+                if type(raw) is not int or not -(2 ** 63) <= raw <= 2 ** 63 - 1:
                     return None
+                out[at] = int64_pack(raw)
             elif kind == "int":
-                if not _is_int(raw, -(2 ** 31), 2 ** 31 - 1):
+                if type(raw) is not int or not -(2 ** 31) <= raw <= 2 ** 31 - 1:
                     return None
+                out[at] = int32_pack(raw)
             elif kind == "boolean":
                 if type(raw) is not bool:
                     return None
+                out[at] = b"\x01" if raw else b"\x00"
             else:  # date and any later kind: the reference decoder
                 return None
-        if self.bucket_column:
+        key_values = {}
+        if self.bucket_index is not None:
             day = days.get(self.bucket_source)
             if day is None:  # a null bucket source: the reference says why
                 return None
             bucket = day.day.replace(day=1) if self.bucket_month else day.day
-            row[self.bucket_column] = bucket
-        row["cdc_op"] = op
-        row["cdc_source_lsn"] = lsn
-        row["cdc_source_ts"] = source_ms
-        row["cdc_event_ts"] = event_ms
-        row["cdc_tx_id"] = None if tx is None else str(tx)
-        row["cdc_written_at"] = written_at_ms
-        values = []
-        for name, encode in self.encoders:
-            raw = row[name]
-            values.append(None if raw is None else encode(raw))
-        values.append(int64_pack(lsn))
-        key_values = {self.bucket_column: bucket} if self.bucket_column else {}
+            out[self.bucket_index] = _date(bucket)
+            key_values[self.bucket_column] = bucket
+        lsn_bytes = int64_pack(lsn)
+        i_op, i_lsn, i_source, i_event, i_tx, i_written = self.cdc_index
+        out[i_op] = op.encode()
+        out[i_lsn] = lsn_bytes
+        out[i_source] = int64_pack(source_ms)
+        out[i_event] = int64_pack(event_ms)
+        out[i_tx] = None if tx is None else str(tx).encode()
+        out[i_written] = int64_pack(written_at_ms)
+        out[-1] = lsn_bytes
         # The message's length bounds the row's bytes from above (JSON spells every value out at least as long).
-        return FastUpsert(tuple(values), len(value), lsn,
-                          tuple(self._key(row, n, k, key_values) for n, k in self.partition_key),
-                          tuple(self._key(row, n, k, key_values) for n, k in self.clustering_key),
+        return FastUpsert(tuple(out), len(value), lsn,
+                          tuple([self._key(row, n, k, key_values) for n, k in self.partition_key]),
+                          tuple([self._key(row, n, k, key_values) for n, k in self.clustering_key]),
                           op, source_ms)
 
     @staticmethod
