@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import tempfile
 import time
@@ -39,6 +40,7 @@ TABLE = cdc.DATASET.name
 DECIMALS = ("price", "qty", "quote_qty")
 TIME = "trade_time"
 JOB_TIMEOUT = 3600
+LOST_TASK = re.compile(r"WARN TaskSetManager: Lost task ")
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class SeedJob(StreamProcess):
     def __init__(self, env: dict[str, str], keyspace: str, checkpoint: Path, max_offsets: int) -> None:
         super().__init__(env, SEED_LOG)
         self.argv = [str(cdc.PYTHON), "-m", "bench.seed_job", "--keyspace", keyspace,
-                     "--checkpoint", str(checkpoint), "--max-offsets", str(max_offsets), "--master", "local[2]"]
+                     "--checkpoint", str(checkpoint), "--max-offsets", str(max_offsets)]
 
 
 def run_job(settings, backlog: Backlog, keyspace: str, max_offsets: int) -> tuple[str, float, dict[str, Any]]:
@@ -210,6 +212,8 @@ def seed_drain(settings, backlog: Backlog, max_offsets: int) -> dict[str, Any]:
         "from_query_start_rows_per_s": round(rates.get("from_query_start_rows_per_s", 0), 1),
         "wall_rows_per_s": round(backlog.events / wall_s, 1), "wall_seconds": round(wall_s, 2),
         "processed": sum(b.rows for b in batches), "cpu_seconds": cpu,
+        # each a task that failed (e.g. a Cassandra write timeout) and was run again, rewriting its rows
+        "tasks_retried": len(LOST_TASK.findall(text)),
         "job_cpu_us_per_event": round(job_cpu * 1e6 / backlog.events, 1), "damage": damage,
     }
     log.info("seed job: steady %.0f rows/s over %d batches; %d of %d rows stored, %d exact, %d missing; %s",

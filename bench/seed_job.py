@@ -23,7 +23,7 @@ What had to change, and why:
 Needs: jars in .local/lib/spark (`make setup`) and .local/lib/seed (`make .local/lib/seed/.installed`), the
 settings groups kafka (TOPIC_PREFIX picks the topics), cassandra and cassandra_writer, and a keyspace holding
 the tables of `table_cql()` where the writer role may MODIFY (bench/seed_drain.py makes and drops one).
-Run: `.venv/bin/python -m bench.seed_job --keyspace K --checkpoint DIR [--max-offsets N] [--master local[2]]`;
+Run: `.venv/bin/python -m bench.seed_job --keyspace K --checkpoint DIR [--max-offsets N] [--master local[2,3]]`;
 exit 0 when every query drained, 1 when one failed, 2 on a configuration error.
 """
 
@@ -43,7 +43,9 @@ SETTINGS_GROUPS = ("kafka", "cassandra", "cassandra_writer")
 SEED_LIB = PROJECT_ROOT / ".local" / "lib" / "seed"
 SPARK_LIB = PROJECT_ROOT / ".local" / "lib" / "spark"
 IVY_DIR = PROJECT_ROOT / ".local" / "spark-ivy"
-DEFAULT_MASTER = "local[2]"
+# Two cores and 3 attempts per task: with one attempt (plain local[2]) a single Cassandra write timeout on
+# the busy shared machine failed the whole query (seen at load average 12); retries make the baseline stronger.
+DEFAULT_MASTER = "local[2,3]"
 DRIVER_MEMORY = "768m"  # what our job's driver gets, so both drain with the same resources
 
 # The `after` fields, hand-written the way the original wrote them: decimals DOUBLE, times BIGINT (epoch
