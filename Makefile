@@ -85,11 +85,18 @@ psql: up  ## a psql shell on schemas serving and binance as the read-only role
 cqlsh: up  ## a cqlsh shell on the keyspace as the read-only role
 	@$(PY) -m stack.shells cqlsh
 
-bench: up  ## every benchmark side by side with the naive way; writes bench/results.json
+bench: up .local/lib/seed/.installed  ## every benchmark side by side with the naive way; writes bench/results.json
 	$(PY) -m bench
 
 chaos: up  ## kill -9 each service under load, recover, reconcile; poison messages (.local/logs/chaos.md)
 	$(PY) -m stack.chaos
+
+# Bench only: the spark-cassandra-connector for bench/seed_job.py (the original project's job pattern). Its own
+# folder, so resolving it never touches .local/lib/spark, which running jobs load.
+.local/lib/seed/.installed: bench/seed_jars/pom.xml
+	rm -rf .local/lib/seed  # a jar dropped from the pom must not linger
+	mvn -B -q -f bench/seed_jars/pom.xml package -Dscala.binary=$(SCALA_BINARY)
+	touch $@
 
 simulator: .venv/.installed  ## the Binance simulator on 127.0.0.1:8765 (offline demos)
 	$(PY) -m simulator --port 8765

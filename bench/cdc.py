@@ -17,11 +17,16 @@
   to the end of batch n, i.e. without JVM start and the first batch's warm-up); the rate including the first
   batch and the wall-clock rate including JVM start are extra keys. Every row is then counted per Cassandra
   partition (no loss allowed); topics and rows are removed afterwards. Goal >= 20,000 rows/s.
+- drain_vs_seed_job: the same events, on the same topic, right after ours, drained by the original project's
+  job pattern rebuilt in bench/seed_job.py (bench/seed_drain.py runs and judges it). ours = our steady rate,
+  baseline = its steady rate (measured the same way), ratio = ours / baseline; beside it its CPU per event and
+  what it stored wrong (rows missing, values NULL or changed). Goal ratio >= 2.0.
 
-No baselines (the original project had no CDC stage): baseline and ratio are None.
+The latency and drain_rows_per_s entries have no baseline (the original had no CDC stage to compare with).
 Needs: the whole stack up (`make up`: Postgres, Kafka, Connect with binance-postgres-cdc RUNNING, Cassandra)
 and every settings group. Run: `.venv/bin/python -m bench bench.cdc`, or for iteration
-`.venv/bin/python -m bench.cdc {latency,drain} [--seconds N] [--trigger S] [--events N]` (prints, no merge).
+`.venv/bin/python -m bench.cdc {latency,drain} [--seconds N] [--trigger S] [--events N] [--no-seed]` (prints,
+no merge; --no-seed skips the seed-job baseline of the drain).
 """
 
 from __future__ import annotations
@@ -67,10 +72,11 @@ DRAIN_PARTITIONS = 2
 DRAIN_SYMBOLS = 10
 DRAIN_DAYS = 5  # trade times spread over 5 UTC days: 50 Cassandra partitions of 20k rows
 DRAIN_MAX_OFFSETS = 200_000
+DRAIN_FIRST_TRADE_ID = 1_000_000_000  # the i-th drain event has trade id DRAIN_FIRST_TRADE_ID + i
 
 CATCH_UP_TIMEOUT = 300
 STOP_TIMEOUT = 150
-LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ spark_streaming: (.*)$")
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ (\S+): (.*)$")
 BATCH_DONE = re.compile(r"^batch (\d+): processed (\d+) messages, (\d+) dead letters")
 
 
@@ -93,16 +99,17 @@ class Batch:
     ended: datetime  # log time of the "processed" line (the batch's end)
 
 
-def parse_job_log(text: str) -> tuple[datetime | None, list[Batch]]:
-    """(time the query started, finished batches) from spark_streaming.py's log lines."""
+def parse_job_log(text: str, logger: str = "spark_streaming") -> tuple[datetime | None, list[Batch]]:
+    """(time the query started, finished batches) from the log lines of `logger` (spark_streaming.py's by
+    default; bench/seed_job.py logs each of its queries under seed_job.<table>)."""
     started: datetime | None = None
     batches: list[Batch] = []
     for line in text.splitlines():
         m = LOG_LINE.match(line)
-        if not m:
+        if not m or m.group(2) != logger:
             continue
         moment = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
-        message = m.group(2)
+        message = m.group(3)
         if started is None and message.startswith("query ") and " started " in message:
             started = moment
         done = BATCH_DONE.match(message)
@@ -174,7 +181,7 @@ def drain_values(i: int, symbols: list[str], start: datetime, span: timedelta, n
         if c.name == "symbol":
             values[c.name] = symbols[i % len(symbols)]
         elif c.kind == "bigint":
-            values[c.name] = 1_000_000_000 + i
+            values[c.name] = DRAIN_FIRST_TRADE_ID + i
         elif c.kind == "decimal":
             values[c.name] = str({"price": price, "qty": qty}.get(c.name, (price * qty).quantize(Decimal("1E-8"))))
         elif c.kind == "timestamp":
@@ -616,7 +623,8 @@ def drain_partitions(symbols: list[str], start: datetime, n: int) -> list[tuple[
     return [(s, d) for s in symbols for d in days]
 
 
-def drain_bench(settings, events: int = DRAIN_EVENTS, max_offsets: int = DRAIN_MAX_OFFSETS) -> list[dict]:
+def drain_bench(settings, events: int = DRAIN_EVENTS, max_offsets: int = DRAIN_MAX_OFFSETS,
+                seed: bool = True) -> list[dict]:
     tag = secrets.token_hex(3)
     prefix = f"benchdrain{tag}"
     symbols = drain_symbols(tag)
@@ -659,6 +667,14 @@ def drain_bench(settings, events: int = DRAIN_EVENTS, max_offsets: int = DRAIN_M
         if stored != events or processed != events or dead:
             raise RuntimeError(f"drain lost rows: {stored} stored, {processed} processed, {dead} dead letters, "
                                f"{events} produced")
+        if seed:  # the same events on the same topic, before it is deleted
+            from bench.seed_drain import Backlog, seed_drain
+
+            try:
+                theirs = seed_drain(settings, Backlog(prefix, symbols, start, events), max_offsets)
+            except Exception as exc:  # the baseline failing must not cost our measured figures
+                log.error("drain: the seed job's drain failed: %s", exc)
+                theirs = {"error": str(exc).splitlines()[0]}
     finally:
         try:
             delete_topics(settings, prefix)
@@ -671,7 +687,8 @@ def drain_bench(settings, events: int = DRAIN_EVENTS, max_offsets: int = DRAIN_M
     log.info("drain %d events: steady %.0f rows/s over %d batches (%.1f s); %.0f rows/s from query start; "
              "%.0f rows/s wall incl. JVM start (%.1f s)", events, rates["steady_rows_per_s"], rates["batches"],
              rates["steady_seconds"], rates.get("from_query_start_rows_per_s", 0), wall_rate, wall_s)
-    return [{
+    ours_us = round((cpu.get("spark_jvm", 0.0) + cpu.get("python", 0.0)) * 1e6 / events, 1)
+    entries = [{
         "name": "drain_rows_per_s", "ours": rates["steady_rows_per_s"], "baseline": None, "unit": "rows/s",
         "ratio": None, "goal": ">= 20000", "events": events, "kafka_partitions": DRAIN_PARTITIONS,
         "max_offsets_per_trigger": max_offsets, "batches": rates["batches"],
@@ -679,9 +696,26 @@ def drain_bench(settings, events: int = DRAIN_EVENTS, max_offsets: int = DRAIN_M
         "from_query_start_rows_per_s": round(rates.get("from_query_start_rows_per_s", 0), 1),
         "wall_rows_per_s": round(wall_rate, 1), "wall_seconds": round(wall_s, 2),
         "produce_seconds": round(produce_s, 2), "verified_rows": events, "cpu_seconds": cpu,
+        "job_cpu_us_per_event": ours_us,
         "note": "steady = rows of batches 2..n / (end of batch n - end of batch 1), from the job's log; "
                 "wall includes JVM start and Spark setup; master local[2], lz4 topic",
     }]
+    if seed:
+        baseline = theirs.get("steady_rows_per_s")
+        ratio = rates["steady_rows_per_s"] / baseline if baseline else None
+        log.info("drain_vs_seed_job: ours %.0f rows/s, the seed job's pattern %s rows/s: ratio %s",
+                 rates["steady_rows_per_s"], baseline, ratio and round(ratio, 2))
+        entries.append({
+            "name": "drain_vs_seed_job", "ours": rates["steady_rows_per_s"], "baseline": baseline,
+            "unit": "rows/s", "ratio": ratio, "goal": ">= 2.0", "events": events,
+            "max_offsets_per_trigger": max_offsets, "ours_job_cpu_us_per_event": ours_us, "ours_exact_rows": events,
+            "seed_job": theirs,
+            "note": "the same events on the same topic, drained right after ours by bench/seed_job.py (the original "
+                    "project's pattern: a query per topic, from_json with hand-written schemas, decimals as double, "
+                    "times as long, op == 'c' only, spark-cassandra-connector in foreachBatch); steady rates "
+                    "measured the same way; seed_job.damage counts what it stored wrong",
+        })
+    return entries
 
 
 def run(settings) -> list[dict]:
@@ -699,12 +733,13 @@ def _main() -> int:
     parser.add_argument("--trigger", type=float, default=TRIGGER_SECONDS)
     parser.add_argument("--events", type=int, default=DRAIN_EVENTS)
     parser.add_argument("--max-offsets", type=int, default=DRAIN_MAX_OFFSETS)
+    parser.add_argument("--no-seed", action="store_true", help="drain: skip the seed-job baseline")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     load_dotenv_file()
     settings = load_settings()
     entries = (latency_bench(settings, args.seconds, args.trigger) if args.which == "latency"
-               else drain_bench(settings, args.events, args.max_offsets))
+               else drain_bench(settings, args.events, args.max_offsets, seed=not args.no_seed))
     print(json.dumps(entries, indent=2, default=str))  # the CLI's result
     return 0
 
