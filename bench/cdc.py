@@ -66,6 +66,8 @@ ROWS_PER_TX = 100
 TRIGGER_SECONDS = 0.25
 SAMPLE_EVERY_TX = 10  # visibility is polled for the first row of every 10th transaction
 FIRST_TRADE_ID = 1_000_000  # warm-up rows use small ids, measured rows start here
+WARM_UP_SECONDS = 20  # of the steady load before the measured LATENCY_SECONDS
+WARM_UP_FIRST_ID = 100
 
 DRAIN_EVENTS = 1_000_000
 DRAIN_PARTITIONS = 2
@@ -222,6 +224,7 @@ class CpuMeter:
     def __init__(self, session_id: int) -> None:
         self.session_id = session_id
         self.seen: dict[int, tuple[str, float]] = {}
+        self.peak_rss: dict[str, int] = {}  # kind -> highest resident memory (bytes) summed over its processes
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._poll, name="bench-cpu", daemon=True)
 
@@ -231,21 +234,40 @@ class CpuMeter:
             self.done.wait(1.0)
 
     def sample(self) -> None:
+        rss: dict[str, int] = {}
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 stat = proc_stat(int(entry.name))
                 if stat and stat[1] == self.session_id:
                     self.seen[int(entry.name)] = (stat[0], stat[2])
+                    kind = _kind(stat[0])
+                    rss[kind] = rss.get(kind, 0) + resident_bytes(int(entry.name))
+        for kind, total in rss.items():
+            self.peak_rss[kind] = max(self.peak_rss.get(kind, 0), total)
 
     def by_kind(self) -> dict[str, Any]:
         kinds: dict[str, float] = {}
         for comm, cpu in self.seen.values():
-            kind = "spark_jvm" if comm == "java" else "python"  # python: the job's driver + PySpark workers
-            kinds[kind] = kinds.get(kind, 0.0) + cpu
+            kinds[_kind(comm)] = kinds.get(_kind(comm), 0.0) + cpu
         summary: dict[str, Any] = {k: round(v, 1) for k, v in kinds.items()}
         # many distinct Python pids would mean PySpark workers (and their Cassandra sessions) are not reused
         summary["python_processes"] = sum(1 for comm, _ in self.seen.values() if comm != "java")
+        summary.update({f"{kind}_peak_rss_mib": round(b / 2 ** 20) for kind, b in self.peak_rss.items()})
         return summary
+
+
+def _kind(comm: str) -> str:
+    return "spark_jvm" if comm == "java" else "python"  # python: the job's driver + PySpark workers
+
+
+def resident_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def cassandra_pid() -> int | None:
@@ -422,8 +444,10 @@ def warm_up(conn, session, symbol: str, job: StreamingJob, days: set) -> None:
     raise TimeoutError(f"{DATASET.name} {symbol}: no warm-up row reached Cassandra; job log:\n{job.tail()}")
 
 
-def produce_steady(conn, symbol: str, seconds: int, sampler: Sampler, days: set) -> dict:
-    """ROWS_PER_TX rows every ROWS_PER_TX/RATE s, one transaction each, paced on the monotonic clock."""
+def produce_steady(conn, symbol: str, seconds: int, sampler: Sampler | None, days: set,
+                   first_id: int = FIRST_TRADE_ID) -> dict:
+    """ROWS_PER_TX rows every ROWS_PER_TX/RATE s, one transaction each, paced on the monotonic clock; trade ids
+    from `first_id`. Without a sampler: the warm-up, whose rows (ids below FIRST_TRADE_ID) are not measured."""
     from psycopg2.extras import execute_values
 
     interval = ROWS_PER_TX / RATE_ROWS_PER_S
@@ -439,12 +463,12 @@ def produce_steady(conn, symbol: str, seconds: int, sampler: Sampler, days: set)
             late += 1
         moment = now_ms()
         days.add(moment.date())
-        first = FIRST_TRADE_ID + tick * ROWS_PER_TX
+        first = first_id + tick * ROWS_PER_TX
         rows = [trade_row(symbol, first + k, moment) for k in range(ROWS_PER_TX)]
         with conn.cursor() as cur:
             execute_values(cur, insert_sql(), rows, page_size=ROWS_PER_TX)
         conn.commit()
-        if tick % SAMPLE_EVERY_TX == 0:
+        if sampler is not None and tick % SAMPLE_EVERY_TX == 0:
             sampler.add(first, moment.date(), time.time())
         if tick and tick % 100 == 0:
             log.info("%s %s: %d rows committed", DATASET.name, symbol, tick * ROWS_PER_TX)
@@ -453,6 +477,28 @@ def produce_steady(conn, symbol: str, seconds: int, sampler: Sampler, days: set)
     log.info("%s %s: %d rows in %d transactions over %.2f s (%.0f rows/s, %d ticks late)", DATASET.name, symbol,
              rows, ticks, elapsed, rows / elapsed, late)
     return {"rows": rows, "seconds": elapsed, "late_ticks": late}
+
+
+PROGRESS_MS = re.compile(r"batch \d+ progress: (\d+) input rows.*, ms (.*)$")
+
+
+def batch_split(text: str) -> dict[str, float]:
+    """Median per micro-batch of each part of Spark's durationMs (latestOffset, walCommit, addBatch = our
+    write, commitOffsets, triggerExecution = all), over the batches of the last 60% of the run (the steady
+    state), and their median input rows: the per-batch fixed cost beside the rows it carried."""
+    rows: list[int] = []
+    parts: dict[str, list[int]] = {}
+    lines = [m for m in map(PROGRESS_MS.search, text.splitlines()) if m]
+    for m in lines[len(lines) * 2 // 5:]:
+        rows.append(int(m.group(1)))
+        for item in m.group(2).split():
+            key, _, value = item.partition("=")
+            if value.isdigit():
+                parts.setdefault(key, []).append(int(value))
+    out = {key: float(percentile(values, 50)) for key, values in sorted(parts.items())}
+    if rows:
+        out["input_rows"] = float(percentile(rows, 50))
+    return out
 
 
 def read_latencies(session, symbol: str, days: set) -> dict[str, list[float]]:
@@ -485,6 +531,9 @@ def latency_bench(settings, seconds: int = LATENCY_SECONDS, trigger: float = TRI
             try:
                 job.wait_started()
                 warm_up(conn, session, symbol, job, days)
+                # The same load for WARM_UP_SECONDS first, unmeasured: the figures are those of the steady state,
+                # not of a cold JVM and Python workers catching up with the first seconds' backlog.
+                produce_steady(conn, symbol, WARM_UP_SECONDS, None, days, first_id=WARM_UP_FIRST_ID)
                 thread.start()
                 produced = produce_steady(conn, symbol, seconds, sampler, days)
                 expected = produced["rows"]
@@ -494,6 +543,7 @@ def latency_bench(settings, seconds: int = LATENCY_SECONDS, trigger: float = TRI
                 sampler.done.set()
                 thread.join(timeout=60)
                 lat = read_latencies(session, symbol, days)
+                job_text = job.text()
             finally:
                 sampler.done.set()
                 deletes_s = cleanup_latency(settings, conn, session, symbol, days, job)
@@ -506,8 +556,10 @@ def latency_bench(settings, seconds: int = LATENCY_SECONDS, trigger: float = TRI
         raise RuntimeError(f"read {len(lat['total'])} latencies, expected {produced['rows']}")
     visible = sampler.latencies
     extra = {
+        "batch_split_ms_median": batch_split(job_text),
         "rows": produced["rows"], "rate_rows_per_s": round(produced["rows"] / produced["seconds"], 1),
         "rows_per_tx": ROWS_PER_TX, "trigger_s": trigger, "late_ticks": produced["late_ticks"],
+        "warm_up_s": WARM_UP_SECONDS,
         "caught_up_after_last_commit_s": round(caught_up, 2),
         "debezium_p50_s": percentile(lat["debezium"], 50), "debezium_p99_s": percentile(lat["debezium"], 99),
         "stream_p50_s": percentile(lat["stream"], 50), "stream_p99_s": percentile(lat["stream"], 99),
@@ -697,6 +749,9 @@ def drain_bench(settings, events: int = DRAIN_EVENTS, max_offsets: int = DRAIN_M
         "wall_rows_per_s": round(wall_rate, 1), "wall_seconds": round(wall_s, 2),
         "produce_seconds": round(produce_s, 2), "verified_rows": events, "cpu_seconds": cpu,
         "job_cpu_us_per_event": ours_us,
+        # The profile: CPU per event by component over the whole run (JVM start and first batch included).
+        "us_per_event": {k: round(cpu[k] * 1e6 / events, 1) for k in ("python", "spark_jvm", "cassandra")
+                         if k in cpu},
         "note": "steady = rows of batches 2..n / (end of batch n - end of batch 1), from the job's log; "
                 "wall includes JVM start and Spark setup; master local[2], lz4 topic",
     }]
