@@ -8,7 +8,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from binance_cdc.settings import SettingsError, load_dotenv_file, load_settings
+from binance_cdc.settings import script_settings
 from stack.chaos import faults, report, suite
 from stack.paths import LOGS
 
@@ -21,14 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="rows per second the load writes")
     parser.add_argument("--no-poison", action="store_true", help="skip the poison messages")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("cassandra").setLevel(logging.ERROR)
-    load_dotenv_file()
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        log.error("%s", exc)
+    settings = script_settings()
+    if settings is None:
         return 2
+    logging.getLogger("cassandra").setLevel(logging.ERROR)
     words = [w.strip().lower() for w in args.faults.split(",") if w.strip()]
     chosen = tuple(f for f in faults.FAULTS if not words or any(w in f.name.lower() for w in words))
     began = time.monotonic()
