@@ -232,9 +232,9 @@ def make_batch_writer(target: SinkTarget, progress: ProgressRecorder, identity: 
     def write_batch(df, batch_id: int) -> None:
         batch = change_log.BatchRef(identity.get(), batch_id)
         rows = df.select(*KAFKA_COLUMNS)
-        where = ["executors"]
 
-        def write() -> list[tuple[str, str, int]]:
+        def write() -> tuple[str, list[tuple[str, str, int]]]:
+            """(who wrote the batch, its stats)."""
             # A job through the Python workers costs ~0.3 s however few rows it carries: most of a small
             # micro-batch's time. So a batch of at most driver_max_rows is fetched and written right here
             # (the same write_messages the executors run); a larger one is spread over the executors, whose
@@ -242,16 +242,15 @@ def make_batch_writer(target: SinkTarget, progress: ProgressRecorder, identity: 
             if driver_max_rows:
                 head = rows.limit(driver_max_rows + 1).collect()
                 if len(head) <= driver_max_rows:
-                    where[0] = "the driver"
-                    return write_messages([Message(t, p, o, _bytes(k), _bytes(v)) for t, p, o, k, v in head],
-                                          target, batch)
-            return [tuple(r) for r in rows.mapInArrow(lambda part: write_arrow(part, target, batch),
-                                                      STATS_SCHEMA).collect()]
+                    return "the driver", write_messages(
+                        [Message(t, p, o, _bytes(k), _bytes(v)) for t, p, o, k, v in head], target, batch)
+            return "executors", [tuple(r) for r in rows.mapInArrow(lambda part: write_arrow(part, target, batch),
+                                                                   STATS_SCHEMA).collect()]
         # One outage budget per batch: the data writes (executors) and the progress record (driver)
         # share it. Re-running a batch's writes is harmless: each carries its LSN as write timestamp.
         outage = Outage("Cassandra", outage_limit_s)
         began = time.monotonic()
-        stats = ride_out(write, outage, fatal, f"batch {batch_id}")
+        where, stats = ride_out(write, outage, fatal, f"batch {batch_id}")
         written = time.monotonic()
         ride_out(lambda: progress.record(batch, end_offsets(stats)), outage, fatal, f"batch {batch_id} progress",
                  cleanup=progress.close)
@@ -264,7 +263,7 @@ def make_batch_writer(target: SinkTarget, progress: ProgressRecorder, identity: 
         for topic in sorted(totals):
             log.info("batch %d %s: %s", batch_id, topic, format_counts(totals[topic]))
         log.info("batch %d: processed %d messages, %d dead letters; written by %s in %.3fs, progress recorded in "
-                 "%.3fs", batch_id, processed, sum(c.get("dead_letter", 0) for c in totals.values()), where[0],
+                 "%.3fs", batch_id, processed, sum(c.get("dead_letter", 0) for c in totals.values()), where,
                  written - began, recorded - written)
 
     return write_batch
