@@ -260,10 +260,11 @@ def _kind(comm: str) -> str:
     return "spark_jvm" if comm == "java" else "python"  # python: the job's driver + PySpark workers
 
 
-def resident_bytes(pid: int) -> int:
+def resident_bytes(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of a process now (VmRSS), or its highest since it started (VmHWM); 0 when gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -702,6 +703,8 @@ def drain_bench(settings, events: int = DRAIN_EVENTS, max_offsets: int = DRAIN_M
         cass_after = proc_stat(cass_pid)[2] if cass_pid and proc_stat(cass_pid) else None
         if cass_before is not None and cass_after is not None:
             cpu["cassandra"] = round(cass_after - cass_before, 1)
+            # Since Cassandra started, not only during the drain: its heap and off-heap memtables included.
+            cpu["cassandra_peak_rss_mib"] = round(resident_bytes(cass_pid, "VmHWM") / 2 ** 20)
         cpu["machine_busy_pct"] = round(100 * (busy_after - busy_before) / max(1, total_after - total_before), 1)
         cpu["loadavg_1m_before"] = round(load_before, 2)
         log.info("drain: CPU seconds during the job: %s (wall %.1f s, 2 cores = %.1f CPU s available)", cpu,

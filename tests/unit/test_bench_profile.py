@@ -20,3 +20,10 @@ def test_the_split_is_the_median_of_the_steady_batches_only():
 def test_resident_memory_of_this_process_is_read_and_a_gone_one_is_zero():
     assert resident_bytes(os.getpid()) > 10 * 2 ** 20
     assert resident_bytes(2 ** 22 + 12345) == 0
+
+
+def test_the_high_water_mark_keeps_memory_already_given_back():
+    ballast = bytearray(64 * 2 ** 20)  # zero-filled, so resident; freed, a block this large returns to the OS
+    assert resident_bytes(os.getpid()) > 64 * 2 ** 20
+    del ballast
+    assert resident_bytes(os.getpid(), "VmHWM") - resident_bytes(os.getpid()) > 48 * 2 ** 20
