@@ -164,3 +164,76 @@ def test_an_executor_that_cannot_log_in_fails_at_once_naming_the_variables(write
         sink.sink_for(writer_target)
     assert calls == ["binance_writer"] and str(raised.value) == EXECUTOR_LINE
     assert SECRETS["CASSANDRA_APP_PASSWORD"] not in str(raised.value)
+
+
+# --- the scripts: exit 2, one line naming the variables ---------------------------------------------------
+
+def test_reconcile_reports_every_refused_login_in_one_line_and_exits_2(monkeypatch, caplog):
+    from binance_cdc.serve import reconcile
+
+    settings = load_settings(*reconcile.SETTINGS_GROUPS, env=SECRETS)
+    closed = []
+
+    class Conn:
+        def close(self):
+            closed.append(self)
+
+    monkeypatch.setattr(reconcile, "script_settings", lambda *groups: settings)
+    monkeypatch.setattr(reconcile.postgres_conn, "app_connection", lambda *a, **k: Conn())
+    monkeypatch.setattr(reconcile.postgres_conn, "connect",
+                        raising(pg_wrong_password("binance_grafana")))
+    monkeypatch.setattr(reconcile.cassandra_read, "reader_session", raising(
+        NoHostAvailable("Unable to connect to any servers", {"127.0.0.1:9042": AuthenticationFailed(
+            REFUSED.replace("binance_writer", "binance_reader"))})))
+    with caplog.at_level(logging.ERROR):
+        assert reconcile.main([]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "\n" not in errors[0] and not any(r.exc_info for r in caplog.records)
+    for name in ("GRAFANA_PG_USER", "GRAFANA_PG_PASSWORD", "CASSANDRA_READER_USER", "CASSANDRA_READER_PASSWORD"):
+        assert name in errors[0]
+    assert "PG_APP_USER" not in errors[0]  # that login worked
+    assert len(closed) == 1  # the connection that did open is closed
+
+
+def test_bridge_exits_2_naming_the_role_the_store_refused(monkeypatch):
+    from binance_cdc.serve import bridge
+
+    settings = load_settings(*bridge.SETTINGS_GROUPS, env=SECRETS)
+    monkeypatch.setattr(bridge.postgres_conn, "connect", raising(pg_wrong_password("binance_bridge")))
+    report = bridge.run(settings)
+    assert report.exit_code == bridge.EXIT_CONFIG == 2
+    assert "BRIDGE_PG_USER and BRIDGE_PG_PASSWORD" in report.message and "password authentication failed" in \
+        report.message
+
+    class Cursor:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def execute(self, *args):
+            pass
+
+        def fetchone(self):
+            return (True,)  # the advisory lock is ours
+
+    class Conn:
+        cursor = lambda self: Cursor()  # noqa: E731
+        commit = close = lambda self: None  # noqa: E731
+
+    monkeypatch.setattr(bridge.postgres_conn, "connect", lambda *a, **k: Conn())
+    monkeypatch.setattr(bridge.cassandra_read, "reader_session", raising(wrong_password()))
+    report = bridge.run(settings)
+    assert report.exit_code == 2 and "Bad credentials" in report.message
+    assert "CASSANDRA_READER_USER and CASSANDRA_READER_PASSWORD" in report.message
+
+
+def test_extraction_exits_2_naming_the_app_roles_variables(monkeypatch):
+    from binance_cdc.extract import cycle
+
+    settings = load_settings("postgres", "postgres_app", "binance", env=SECRETS)
+    monkeypatch.setattr(cycle.postgres_conn, "app_connection", raising(pg_wrong_password()))
+    report = cycle.run(settings, ["BTCUSDT"])
+    assert report.exit_code == cycle.EXIT_CONFIG == 2
+    assert "PG_APP_USER and PG_APP_PASSWORD" in report.message and "\n" not in report.message
