@@ -166,6 +166,22 @@ def test_an_executor_that_cannot_log_in_fails_at_once_naming_the_variables(write
     assert SECRETS["CASSANDRA_APP_PASSWORD"] not in str(raised.value)
 
 
+def test_the_drivers_traceback_of_a_refused_login_is_not_logged_but_an_outage_still_is():
+    from binance_cdc import cassandra_conn  # noqa: F401 - installs the driver's log filters
+
+    driver_log = logging.getLogger("cassandra.cluster")
+
+    def logged(exc: BaseException) -> bool:
+        record = driver_log.makeRecord(driver_log.name, logging.ERROR, __file__, 1,
+                                       "Control connection failed to connect, shutting down Cluster:", (),
+                                       (type(exc), exc, None))
+        return all(f.filter(record) for f in driver_log.filters)
+
+    down = NoHostAvailable("Unable to connect to any servers", {"127.0.0.1:9042": ConnectionRefusedError(111, "x")})
+    assert not logged(wrong_password()) and not logged(AuthenticationFailed(REFUSED))
+    assert logged(down) and logged(AuthenticationFailed(CANNOT_CHECK))
+
+
 # --- the scripts: exit 2, one line naming the variables ---------------------------------------------------
 
 def test_reconcile_reports_every_refused_login_in_one_line_and_exits_2(monkeypatch, caplog):
