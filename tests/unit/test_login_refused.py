@@ -253,3 +253,14 @@ def test_extraction_exits_2_naming_the_app_roles_variables(monkeypatch):
     report = cycle.run(settings, ["BTCUSDT"])
     assert report.exit_code == cycle.EXIT_CONFIG == 2
     assert "PG_APP_USER and PG_APP_PASSWORD" in report.message and "\n" not in report.message
+
+
+def test_status_says_cassandra_refused_the_readers_login_rather_than_unreachable(monkeypatch):
+    from binance_cdc.serve import cassandra_read
+    from stack import pipeline
+
+    settings = load_settings("cassandra", "cassandra_reader", env=SECRETS)
+    monkeypatch.setattr(cassandra_read, "reader_session", raising(wrong_password()))
+    line = pipeline._progress(settings)
+    assert line.startswith("Cassandra refused the login as binance_reader (Bad credentials: ")
+    assert line.endswith("check CASSANDRA_READER_USER and CASSANDRA_READER_PASSWORD in .env or the environment")
