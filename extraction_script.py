@@ -28,7 +28,8 @@ Cron (every 5 minutes, from the checkout):
 Exit codes:
   0 every dataset loaded
   1 some dataset (or symbol) failed, or Postgres/exchangeInfo unreachable; the others were committed
-  2 configuration error (invalid variable, symbol or dataset name); nothing requested
+  2 configuration error (invalid variable, symbol or dataset name, or Postgres refused the login: a wrong
+    PG_APP_USER or PG_APP_PASSWORD); nothing requested
   3 another run holds the lock; nothing written
   4 IP banned by Binance (HTTP 418); wait for Retry-After before the next run
   5 restricted location (HTTP 451); set BINANCE_BASE_URL=https://data-api.binance.vision

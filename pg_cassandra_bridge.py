@@ -25,7 +25,8 @@ Cron (every minute, from the checkout):
 Exit codes:
   0 the run committed every row
   1 the run committed, but some rows could not be copied (listed in <schema>.bridge_rejects, logged by key)
-  2 configuration error; nothing done
+  2 configuration error (a missing or invalid setting, or a wrong user or password: Cassandra or the serving
+    Postgres refused the login, the line names the variables); nothing done
   3 another bridge run holds the lock; nothing written
   4 Cassandra or Postgres unreachable, or the run failed and was rolled back (the next run repeats it)
 """

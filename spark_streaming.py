@@ -10,6 +10,8 @@ Each batch logs its counts per topic (rows by op, tombstones, dead letters) and 
 (maxOffsetsBehindLatest). A failed query is logged and the job exits with status 1.
 Cassandra unreachable (a restart): writes are retried with backoff and the batch is run again, for up to
 STREAM_OUTAGE_LIMIT_S (default 120 s); a longer outage ends the job with one ERROR line naming the cause.
+Cassandra refusing the login (a wrong CASSANDRA_APP_USER or CASSANDRA_APP_PASSWORD) is not retried: one ERROR
+line names the two variables and the job exits 2, like any other configuration error.
 A second job on the same (local) checkpoint is refused: the running one holds <checkpoint>/stream.lock.
 The job does not restart itself: run it under a supervisor (systemd Restart=on-failure, a Kubernetes
 restartPolicy, spark-submit --supervise in standalone/Mesos cluster mode, YARN's max attempts), which
@@ -49,7 +51,7 @@ import os
 import sys
 
 from binance_cdc.settings import script_settings
-from binance_cdc.stream.job import SETTINGS_GROUPS, run
+from binance_cdc.stream.job import EXIT_CONFIG, SETTINGS_GROUPS, run
 from binance_cdc.stream.spark_session import launched_by_spark_submit
 
 log = logging.getLogger("spark_streaming")
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = script_settings(*SETTINGS_GROUPS, level=args.log_level)
     if settings is None:
-        return 2
+        return EXIT_CONFIG
     logging.getLogger("py4j").setLevel(logging.WARNING)
     if not launched_by_spark_submit():
         # Local Python workers must run this interpreter (its venv has cassandra-driver), not `python3`.

@@ -120,7 +120,20 @@ class _ProtocolNegotiationFilter(logging.Filter):
         return not str(record.msg).startswith("Downgrading core protocol version")
 
 
+class _RefusedLoginFilter(logging.Filter):
+    """A refused login makes the driver log its traceback (a warning per host, then "Control connection
+    failed to connect" at ERROR) before connect() raises; the caller reports it as one line naming the
+    role's variables (retry.log_in), so the traceback would only bury that line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from binance_cdc.stream.retry import is_auth_failure
+
+        exc = record.exc_info[1] if record.exc_info else None
+        return exc is None or not is_auth_failure(exc)
+
+
 logging.getLogger("cassandra.cluster").addFilter(_ProtocolNegotiationFilter())
+logging.getLogger("cassandra.cluster").addFilter(_RefusedLoginFilter())
 
 
 def ssl_context(cassandra: CassandraSettings):

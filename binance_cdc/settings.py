@@ -528,6 +528,16 @@ def load_settings(*groups: str, env: Mapping[str, str] | None = None) -> Setting
     return Settings({g: GROUP_TYPES[g](**fields_) for g, fields_ in values.items()})
 
 
+def login_variables(group: str) -> tuple[str, str]:
+    """The variables that hold a role's user and password (`cassandra_writer` -> CASSANDRA_APP_USER,
+    CASSANDRA_APP_PASSWORD): what a refused login tells the user to check, never the values."""
+    if GROUP_TYPES.get(group) is not Credentials:
+        raise ValueError(f"{group!r} is not a login group (one of: "
+                         f"{', '.join(g for g, t in GROUP_TYPES.items() if t is Credentials)})")
+    by_field = {v.field: v.env for v in VARIABLES if v.group == group}
+    return by_field["user"], by_field["password"]
+
+
 def check_declarations() -> list[str]:
     """Every group's dataclass fields are exactly the variables declared for it (a drift test runs this)."""
     problems = []

@@ -155,13 +155,11 @@ def _admin_credentials(settings) -> tuple[str, str]:
 
 
 def _is_auth_failure(exc: Exception) -> bool:
-    from cassandra import AuthenticationFailed
-    from cassandra.cluster import NoHostAvailable
+    """The node answered the login with AuthenticationFailed: up, whether it refused the credentials or could
+    not check them yet (both mean "ask again" while it starts)."""
+    from binance_cdc.stream.retry import cassandra_auth_errors
 
-    if isinstance(exc, AuthenticationFailed):
-        return True
-    return isinstance(exc, NoHostAvailable) and any(
-        isinstance(err, AuthenticationFailed) for err in exc.errors.values())
+    return bool(cassandra_auth_errors(exc))
 
 
 @contextmanager

@@ -174,9 +174,14 @@ def bridge_row(settings, now: datetime, progress) -> Row:
 
 def _progress(settings):
     from binance_cdc.serve import cassandra_read
+    from binance_cdc.stream.retry import LoginRefused, log_in
 
     try:
-        session = cassandra_read.reader_session(settings.cassandra, settings.cassandra_reader, timeout=5)
+        login = settings.cassandra_reader
+        session = log_in(lambda: cassandra_read.reader_session(settings.cassandra, login, timeout=5),
+                         "Cassandra", "cassandra_reader", login.user)
+    except LoginRefused as exc:  # a wrong password is not an outage: say which variables to check
+        return str(exc)
     except Exception as exc:  # noqa: BLE001 - reported as a status line
         return f"Cassandra unreachable: {exc.__class__.__name__}"
     try:

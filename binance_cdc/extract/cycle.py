@@ -52,6 +52,7 @@ from binance_cdc.extract.client import (
     symbols_param,
 )
 from binance_cdc.settings import Settings
+from binance_cdc.stream.retry import LoginRefused, log_in
 
 log = logging.getLogger(__name__)
 
@@ -501,7 +502,12 @@ def run(
     report.datasets = [DatasetReport(d.name) for d in chosen]
 
     try:
-        conn = postgres_conn.app_connection(settings)
+        conn = log_in(lambda: postgres_conn.app_connection(settings), "Postgres", "postgres_app",
+                      settings.postgres_app.user)
+    except LoginRefused as exc:
+        report.exit_code, report.message = EXIT_CONFIG, str(exc)
+        log.error("%s", report.message)
+        return report
     except Exception as exc:  # noqa: BLE001 - psycopg2.OperationalError and friends, reported by name
         report.exit_code = EXIT_FAILED
         report.message = f"cannot connect to Postgres {settings.postgres.host}:{settings.postgres.port}/{settings.postgres.database}: {exc}"

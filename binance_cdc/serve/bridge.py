@@ -32,12 +32,13 @@ from binance_cdc.datasets import DATASETS, Dataset
 from binance_cdc.serve import cassandra_read, serving_load
 from binance_cdc.serve.serving_load import Rejected, TableResult
 from binance_cdc.settings import Settings
+from binance_cdc.stream.retry import LoginRefused, log_in
 
 log = logging.getLogger("pg_cassandra_bridge")
 
 EXIT_OK = 0
 EXIT_REJECTED = 1  # the run committed, but some rows could not be copied (see bridge_rejects)
-EXIT_CONFIG = 2
+EXIT_CONFIG = 2  # a setting is missing or invalid, or a store refused the login (a wrong password)
 EXIT_LOCKED = 3
 EXIT_UNAVAILABLE = 4  # Cassandra or Postgres unreachable, or the run failed and was rolled back
 # pg_try_advisory_lock key of the bridge: b"bridge\0\0" read as a bigint.
@@ -166,7 +167,11 @@ def run(settings: Settings, full: bool = False) -> RunReport:
     started_at = datetime.now(timezone.utc)
     report = RunReport()
     try:
-        conn = postgres_conn.connect(settings.serving, settings.bridge_login, "pg_cassandra_bridge")
+        conn = log_in(lambda: postgres_conn.connect(settings.serving, settings.bridge_login, "pg_cassandra_bridge"),
+                      "the serving Postgres", "bridge_login", settings.bridge_login.user)
+    except LoginRefused as exc:
+        report.exit_code, report.message = EXIT_CONFIG, str(exc)
+        return report
     except Exception as exc:  # noqa: BLE001 - psycopg2.OperationalError and friends, reported by name
         report.exit_code = EXIT_UNAVAILABLE
         report.message = (f"cannot connect to the serving Postgres {settings.serving.host}:{settings.serving.port}/"
@@ -182,8 +187,12 @@ def run(settings: Settings, full: bool = False) -> RunReport:
             report.message = f"another bridge run holds advisory lock {LOCK_KEY}; this run exits without writing"
             return report
         try:
-            session = cassandra_read.reader_session(settings.cassandra, settings.cassandra_reader)
-        except Exception as exc:  # noqa: BLE001 - NoHostAvailable, AuthenticationFailed...
+            session = log_in(lambda: cassandra_read.reader_session(settings.cassandra, settings.cassandra_reader),
+                             "Cassandra", "cassandra_reader", settings.cassandra_reader.user)
+        except LoginRefused as exc:
+            report.exit_code, report.message = EXIT_CONFIG, str(exc)
+            return report
+        except Exception as exc:  # noqa: BLE001 - NoHostAvailable, OperationTimedOut...
             report.exit_code = EXIT_UNAVAILABLE
             report.message = f"cannot read Cassandra {','.join(settings.cassandra.hosts)} as " \
                              f"{settings.cassandra_reader.user}: {exc}"

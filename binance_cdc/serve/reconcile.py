@@ -9,7 +9,9 @@ difference remains and `settle_s` has not passed, the differing tables are compa
 
 Roles: the application role reads `binance`, the read-only Cassandra role reads the keyspace, the
 Grafana role reads the serving schema. Run it with `make reconcile` (python -m binance_cdc.serve.reconcile).
-Exit code 0 only when every table agrees in all three stores.
+Exit code 0 only when every table agrees in all three stores; 1 on drift; 2 on a configuration error: a
+missing or invalid setting, or a store that refused a role's login (one line naming each refused role's
+variables, no traceback).
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ from binance_cdc import postgres_conn
 from binance_cdc.datasets import DATASETS, Dataset
 from binance_cdc.serve import cassandra_read
 from binance_cdc.settings import Settings, script_settings
+from binance_cdc.stream.retry import LoginRefused, log_in
 
 log = logging.getLogger("reconcile")
 
 SETTINGS_GROUPS = ("postgres", "postgres_app", "cassandra", "cassandra_reader", "serving", "grafana_login")
 STORES = ("postgres", "cassandra", "serving")
+EXIT_DRIFT = 1
+EXIT_CONFIG = 2
 SHOW_KEYS = 5
 
 
@@ -152,10 +157,35 @@ class Stores:
 
 
 def open_stores(settings: Settings, source_schema: str = "binance") -> Stores:
-    source = postgres_conn.app_connection(settings, "reconcile")
-    serving = postgres_conn.connect(settings.serving, settings.grafana_login, "reconcile")
-    session = cassandra_read.reader_session(settings.cassandra, settings.cassandra_reader, timeout=60)
+    """The three connections. Every role is tried, so one LoginRefused names each refused role at once."""
+    logins = (
+        ("Postgres", "postgres_app", lambda: postgres_conn.app_connection(settings, "reconcile"), _close),
+        ("the serving Postgres", "grafana_login",
+         lambda: postgres_conn.connect(settings.serving, settings.grafana_login, "reconcile"), _close),
+        ("Cassandra", "cassandra_reader",
+         lambda: cassandra_read.reader_session(settings.cassandra, settings.cassandra_reader, timeout=60),
+         lambda session: session.cluster.shutdown()),
+    )
+    opened: list = []
+    refused: list[str] = []
+    try:
+        for store, group, connect, close in logins:
+            try:
+                opened.append((log_in(connect, store, group, settings.group(group).user), close))
+            except LoginRefused as exc:
+                refused.append(str(exc))
+        if refused:
+            raise LoginRefused("; ".join(refused))
+    except Exception:
+        for handle, close in opened:
+            close(handle)
+        raise
+    source, serving, session = (handle for handle, _ in opened)
     return Stores(source, serving, session, settings, source_schema)
+
+
+def _close(conn) -> None:
+    conn.close()
 
 
 def reconcile(stores: Stores, settle_s: float = 60.0, poll_s: float = 2.0,
@@ -200,9 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = script_settings(*SETTINGS_GROUPS)
     if settings is None:
-        return 2
+        return EXIT_CONFIG
     logging.getLogger("cassandra").setLevel(logging.ERROR)
-    stores = open_stores(settings)
+    try:
+        stores = open_stores(settings)
+    except LoginRefused as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
     try:
         diffs = reconcile(stores, args.settle, on_wait=lambda names: log.info(
             "still differing, letting changes settle: %s", ", ".join(names)))
@@ -212,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     drift = [d.name for d in diffs if not d.clean]
     print("\nreconcile: " + ("every table agrees in Postgres, Cassandra and serving" if not drift
                              else f"DRIFT in {', '.join(drift)}"))
-    return 1 if drift else 0
+    return EXIT_DRIFT if drift else 0
 
 
 if __name__ == "__main__":

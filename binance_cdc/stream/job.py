@@ -7,7 +7,9 @@ logs its counts per topic. Needs settings groups kafka, cassandra, cassandra_wri
 
 Outages: a batch whose writes failed because Cassandra was unreachable is run again with backoff
 (`ride_out`), so a Cassandra restart of up to STREAM_OUTAGE_LIMIT_S is ridden out without the job
-exiting; past it the job logs one line naming the cause and exits 1 (binance_cdc/stream/retry.py). Only
+exiting; past it the job logs one line naming the cause and exits 1 (binance_cdc/stream/retry.py). A
+refused login is no outage: the job ends at once with one line naming the role's variables and exits 2,
+the exit status of a configuration error (settings.script_settings). Only
 one job runs per local checkpoint: a second one is refused before Spark starts (checkpoint_lock.py).
 """
 
@@ -28,16 +30,19 @@ from binance_cdc.kafka_client import topics
 from binance_cdc.settings import PROJECT_ROOT, Settings
 from binance_cdc import change_log
 from binance_cdc.stream import checkpoint_lock
-from binance_cdc.stream.retry import Outage, StreamOutage, executor_window, first_line, is_sink_outage, \
-    is_transient
+from binance_cdc.stream.retry import LoginRefused, Outage, StreamOutage, as_login_refused, executor_window, \
+    first_line, is_auth_failure, is_sink_outage, is_transient
 from binance_cdc.stream.sink import (
-    COUNTERS, STATS_SCHEMA, Message, SinkTarget, end_offsets, summarize, write_arrow, write_messages,
+    COUNTERS, STATS_SCHEMA, Message, SinkTarget, connect_as, end_offsets, summarize, write_arrow, write_messages,
 )
 
 log = logging.getLogger("spark_streaming")  # the job's log lines keep the script's name
 
 APP_NAME = "binance-cdc-stream"
-SETTINGS_GROUPS = ("kafka", "cassandra", "cassandra_writer", "spark")
+LOGIN_GROUP = "cassandra_writer"  # the role the stream writes as
+SETTINGS_GROUPS = ("kafka", "cassandra", LOGIN_GROUP, "spark")
+EXIT_FAILED = 1  # the query failed, or Cassandra stayed unreachable past STREAM_OUTAGE_LIMIT_S
+EXIT_CONFIG = 2  # a setting is missing or invalid, or Cassandra refused the login
 KAFKA_COLUMNS = ("topic", "partition", "offset", "key", "value")
 DRIVER_CONF = {"spark.driver.memory": "768m", "spark.sql.streaming.metricsEnabled": "true"}
 STOP_GRACE_SECONDS = 120
@@ -80,8 +85,9 @@ def kafka_options(settings: Settings) -> dict[str, str]:
 
 def sink_target(settings: Settings) -> SinkTarget:
     """What the executors need to reach Cassandra, one typed value shipped inside the task closure."""
-    return SinkTarget(settings.cassandra, settings.cassandra_writer,
-                      window_s=executor_window(settings.spark.outage_limit_s), kafka=settings.kafka)
+    return SinkTarget(settings.cassandra, settings.group(LOGIN_GROUP),
+                      window_s=executor_window(settings.spark.outage_limit_s), kafka=settings.kafka,
+                      login_group=LOGIN_GROUP)
 
 
 def checkpoint_location(settings: Settings) -> str:
@@ -126,11 +132,9 @@ class ProgressRecorder:
     def record(self, batch: change_log.BatchRef, offsets: dict) -> None:
         """`offsets`: {topic: {partition: next offset}} this batch reached; merged into what earlier
         batches (of this or an earlier run of the query) reached, so the row covers every partition."""
-        from binance_cdc.cassandra_conn import connect
-
         table = f"{self.target.cassandra.keyspace}.{change_log.STREAM_PROGRESS}"
         if self._session is None:
-            self._session = connect(self.target.cassandra, self.target.login)
+            self._session = connect_as(self.target)
             cols = tuple(change_log.STREAM_PROGRESS_COLUMNS)
             self._insert = self._session.prepare(
                 f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})")
@@ -173,11 +177,12 @@ class StreamIdentity:
 
 
 class Fatal:
-    """The outage that ended the stream, kept on the driver so run() logs it as one line instead of the
-    Python and Java stack traces Spark wraps around a failed foreachBatch."""
+    """The outage or refused login that ended the stream, kept on the driver so run() logs it as one line
+    instead of the Python and Java stack traces Spark wraps around a failed foreachBatch."""
 
     def __init__(self) -> None:
         self.outage: StreamOutage | None = None
+        self.refused: LoginRefused | None = None
         # Set on SIGTERM/SIGINT: an outage's retries end at once instead of holding the stop for minutes.
         self.stop = threading.Event()
 
@@ -186,13 +191,17 @@ def ride_out(call, outage: Outage, fatal: Fatal, what: str, sleep=time.sleep,
              cleanup=lambda: None):
     """call() until it succeeds; a failure caused by Cassandra being unreachable (an executor's
     SinkUnavailable inside a failed Spark job, or a transient driver error) is retried after a backoff,
-    within the outage limit; past it, StreamOutage (kept in `fatal`) ends the query. Other failures are
-    raised at once. `cleanup` runs after each such failure (drops a broken session)."""
+    within the outage limit; past it, StreamOutage (kept in `fatal`) ends the query. A refused login (on
+    the driver or in an executor) ends it at once as LoginRefused, also kept. Other failures are raised at
+    once. `cleanup` runs after each such failure (drops a broken session)."""
     while True:
         began = outage.clock()
         try:
             return call()
         except Exception as exc:
+            if is_auth_failure(exc):
+                fatal.refused = as_login_refused(exc)
+                raise fatal.refused from None
             if not is_sink_outage(exc):
                 raise
             cleanup()
@@ -350,7 +359,7 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
         lock = checkpoint_lock.acquire(checkpoint_location(settings))
     except checkpoint_lock.CheckpointInUse as exc:
         log.error("refusing to start: %s", exc)
-        return 1
+        return EXIT_FAILED
     fatal = Fatal()
     stop = fatal.stop
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -372,14 +381,17 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
             failure = query.exception()
         except Exception as exc:  # StreamingQueryException from awaitTermination
             failure = exc
-        if fatal.outage is not None:
+        if fatal.refused is not None:
+            log.error("stream stopped, a configuration error: %s", fatal.refused)
+            status = EXIT_CONFIG
+        elif fatal.outage is not None:
             log.error("stream stopped (%s): %s; start it again once Cassandra is back (it resumes from its "
                       "checkpoint)", "on request" if stop.is_set() else
                       f"STREAM_OUTAGE_LIMIT_S={settings.spark.outage_limit_s:g}", fatal.outage)
-            status = 1
+            status = EXIT_FAILED
         elif failure is not None:
             log.error("streaming query failed: %s", failure)
-            status = 1
+            status = EXIT_FAILED
         else:
             log.info("streaming query stopped cleanly")
         progress.close()

@@ -11,14 +11,23 @@ Two levels use this (both retry only network calls, and every write they repeat 
   `Outage` per batch; past STREAM_OUTAGE_LIMIT_S it raises `StreamOutage`, whose one-line message is
   what the job logs before it exits 1.
 
+A refused login is not an outage: a wrong user name or password stays wrong however long one waits. The
+driver reports it as a NoHostAvailable whose per-host errors are AuthenticationFailed, which would otherwise
+look transient; `is_auth_failure` tells the two apart (for Postgres too, so every script shares it), and
+`login_refused` makes the one line a script logs before it exits 2 (a configuration error), naming the
+variables of the role (settings.login_variables), never the password.
+
 Pure (no cassandra-driver import: errors are recognised by class name) so it is unit tested alone.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, TypeVar
+
+from binance_cdc.settings import login_variables
 
 T = TypeVar("T")
 
@@ -33,6 +42,15 @@ TRANSIENT = frozenset({
 # What the driver finds in a failed Spark job's error text when an executor gave up on Cassandra.
 SINK_UNAVAILABLE = "SinkUnavailable"
 EXECUTOR_WINDOW_MAX_S = 10.0
+# What the driver finds in a failed Spark job's error text when an executor's login was refused.
+LOGIN_REFUSED = "LoginRefused"
+# Cassandra's answer when it could not read its roles (a node restarting): the same AuthenticationFailed
+# class as a wrong password, but waiting fixes it, so it stays an outage.
+CASSANDRA_AUTH_UNAVAILABLE = "Unable to perform authentication"
+POSTGRES_PASSWORD_REFUSED = "password authentication failed"
+# The servers' own words, quoted in the one line (they name the user, never the password).
+_CASSANDRA_REFUSAL = re.compile(r'\[Bad credentials\] message="([^"\n]*)"')  # code=0100
+_POSTGRES_REFUSAL = re.compile(r'password authentication failed for user "[^"\n]*"')
 
 
 class SinkUnavailable(RuntimeError):
@@ -43,8 +61,83 @@ class StreamOutage(RuntimeError):
     """The outage lasted longer than STREAM_OUTAGE_LIMIT_S: the job ends; str() is its one error line."""
 
 
+class LoginRefused(RuntimeError):
+    """A store refused a role's user name or password: a configuration error, never retried. str() is the
+    one line a script logs before it exits 2."""
+
+
+def _class_names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
 def is_transient(exc: BaseException) -> bool:
-    return any(cls.__name__ in TRANSIENT for cls in type(exc).__mro__)
+    return not is_auth_failure(exc) and bool(_class_names(exc) & TRANSIENT)
+
+
+def cassandra_auth_errors(exc: BaseException) -> list[BaseException]:
+    """The AuthenticationFailed answers in a Cassandra driver error: the error itself, or the per-host
+    errors of a NoHostAvailable (what Cluster.connect raises when every host refused or failed)."""
+    names = _class_names(exc)
+    if "AuthenticationFailed" in names:
+        return [exc]
+    errors = getattr(exc, "errors", None)
+    if "NoHostAvailable" not in names or not isinstance(errors, dict):
+        return []
+    return [e for e in errors.values() if isinstance(e, BaseException) and "AuthenticationFailed" in _class_names(e)]
+
+
+def is_auth_failure(exc: BaseException) -> bool:
+    """The store refused the credentials, so retrying cannot help: a Cassandra AuthenticationFailed (alone,
+    or from any host of a NoHostAvailable: roles are cluster-wide) unless the node said it could not check
+    them; a Postgres `password authentication failed`; an executor's LoginRefused, also inside a failed
+    Spark job's error text."""
+    names = _class_names(exc)
+    if LOGIN_REFUSED in names:
+        return True
+    if any(CASSANDRA_AUTH_UNAVAILABLE not in str(e) for e in cassandra_auth_errors(exc)):
+        return True
+    if "OperationalError" in names and POSTGRES_PASSWORD_REFUSED in str(exc):
+        return True
+    return f"{LOGIN_REFUSED}: " in str(exc)
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """What the server said, short: `Bad credentials: Provided username x and/or password are incorrect`."""
+    text = str(exc)
+    cassandra = _CASSANDRA_REFUSAL.search(text)
+    if cassandra:
+        return f"Bad credentials: {cassandra[1]}"
+    postgres = _POSTGRES_REFUSAL.search(text)
+    return postgres[0] if postgres else first_line(exc)
+
+
+def login_refused(store: str, group: str, user: str, exc: BaseException) -> LoginRefused:
+    """The one line for a refused login of the role `group` (a settings group such as cassandra_writer)."""
+    user_var, password_var = login_variables(group)
+    return LoginRefused(f"{store} refused the login as {user} ({refusal_reason(exc)}): check {user_var} and "
+                        f"{password_var} in .env or the environment")
+
+
+def log_in(connect: Callable[[], T], store: str, group: str, user: str) -> T:
+    """connect(); a refused login is raised as LoginRefused naming the role's variables (no retry loop
+    waits for it), any other failure as it is."""
+    try:
+        return connect()
+    except Exception as exc:
+        if is_auth_failure(exc):
+            raise login_refused(store, group, user, exc) from None
+        raise
+
+
+def as_login_refused(exc: BaseException) -> LoginRefused:
+    """The LoginRefused behind an auth failure: itself, or its line out of a failed Spark job's text."""
+    if isinstance(exc, LoginRefused):
+        return exc
+    text = str(exc)
+    at = text.rfind(f"{LOGIN_REFUSED}: ")
+    if at >= 0:
+        return LoginRefused(text[at + len(LOGIN_REFUSED) + 2:].splitlines()[0].strip())
+    return LoginRefused(f"login refused ({refusal_reason(exc)})")
 
 
 def is_sink_outage(exc: BaseException) -> bool:

@@ -66,7 +66,7 @@ from binance_cdc.stream.debezium import Change, DecodeError, Tombstone, Truncate
 from binance_cdc.stream.fast_decode import decoder_for
 from binance_cdc.values import to_epoch_ms
 from binance_cdc.stream.retry import (
-    EXECUTOR_WINDOW_MAX_S, Outage, SinkUnavailable, first_line, is_transient, retry,
+    EXECUTOR_WINDOW_MAX_S, Outage, SinkUnavailable, first_line, is_transient, log_in, retry,
 )
 
 log = logging.getLogger(__name__)
@@ -566,6 +566,15 @@ class SinkTarget:
     concurrency: int = DEFAULT_CONCURRENCY
     window_s: float = EXECUTOR_WINDOW_MAX_S  # how long an executor retries failed writes (retry.py)
     kafka: KafkaSettings | None = None  # asked how many partitions a truncated table's topic has; None: no check
+    login_group: str = "cassandra_writer"  # the settings group of `login`: a refused login names its variables
+
+
+def connect_as(target: SinkTarget):
+    """A session as the target's role. A refused login raises LoginRefused naming the role's variables: a
+    wrong password is a configuration error, not an outage, so no retry loop waits for it."""
+    from binance_cdc.cassandra_conn import connect
+
+    return log_in(lambda: connect(target.cassandra, target.login), "Cassandra", target.login_group, target.login.user)
 
 
 _SINKS: dict[SinkTarget, CassandraSink] = {}
@@ -574,14 +583,13 @@ _SINKS_LOCK = threading.Lock()
 
 def sink_for(target: SinkTarget) -> CassandraSink:
     """One session + prepared statements per Python worker process, reused across micro-batches. A worker
-    that starts while Cassandra is down retries connecting for the window, then fails with SinkUnavailable."""
+    that starts while Cassandra is down retries connecting for the window, then fails with SinkUnavailable;
+    a refused login fails at once with LoginRefused."""
     with _SINKS_LOCK:
         sink = _SINKS.get(target)
         if sink is None:
-            from binance_cdc.cassandra_conn import connect
-
             def open_sink() -> CassandraSink:
-                session = connect(target.cassandra, target.login)
+                session = connect_as(target)
                 try:
                     return CassandraSink(session, target.cassandra.keyspace, target.concurrency, target.window_s)
                 except Exception:
