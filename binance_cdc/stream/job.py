@@ -8,8 +8,9 @@ logs its counts per topic. Needs settings groups kafka, cassandra, cassandra_wri
 Outages: a batch whose writes failed because Cassandra was unreachable is run again with backoff
 (`ride_out`), so a Cassandra restart of up to STREAM_OUTAGE_LIMIT_S is ridden out without the job
 exiting; past it the job logs one line naming the cause and exits 1 (binance_cdc/stream/retry.py). A
-refused login is no outage: the job ends at once with one line naming the role's variables and exits 2,
-the exit status of a configuration error (settings.script_settings). Only
+refused login is no outage: the job logs in once before Spark starts, and a refusal then or in any batch
+ends it at once with one line naming the role's variables and exit status 2, that of a configuration error
+(settings.script_settings). Only
 one job runs per local checkpoint: a second one is refused before Spark starts (checkpoint_lock.py).
 """
 
@@ -351,6 +352,20 @@ def quiet_kafka_consumer_warning(spark) -> None:
         "org.apache.spark.sql.kafka010.consumer.KafkaDataConsumer", jvm.org.apache.logging.log4j.Level.ERROR)
 
 
+def login_refused_at_start(target: SinkTarget, connect=connect_as) -> LoginRefused | None:
+    """Log in once before Spark starts: a wrong password then ends the job in a second, whether or not a
+    batch would ever come (an idle topic never writes). Cassandra being unreachable is not decided here:
+    the batches ride that out (ride_out), so the job starts anyway."""
+    try:
+        connect(target).cluster.shutdown()
+    except LoginRefused as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - an outage at start: the batches retry it within their limit
+        log.warning("Cassandra not reachable at start (%s); starting anyway: each batch rides out an outage "
+                    "of up to STREAM_OUTAGE_LIMIT_S", first_line(exc))
+    return None
+
+
 def run(settings: Settings, once: bool, master: str | None) -> int:
     from binance_cdc.stream.spark_session import build_session  # noqa: needs pyspark, kept local to run()
 
@@ -360,6 +375,12 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
     except checkpoint_lock.CheckpointInUse as exc:
         log.error("refusing to start: %s", exc)
         return EXIT_FAILED
+    refused = login_refused_at_start(sink_target(settings))
+    if refused is not None:
+        log.error("refusing to start, a configuration error: %s", refused)
+        if lock is not None:
+            lock.close()
+        return EXIT_CONFIG
     fatal = Fatal()
     stop = fatal.stop
     for signum in (signal.SIGTERM, signal.SIGINT):

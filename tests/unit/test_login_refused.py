@@ -166,6 +166,36 @@ def test_an_executor_that_cannot_log_in_fails_at_once_naming_the_variables(write
     assert SECRETS["CASSANDRA_APP_PASSWORD"] not in str(raised.value)
 
 
+def test_the_stream_refuses_to_start_on_a_refused_login_before_spark_starts(writer_target, monkeypatch):
+    from binance_cdc.stream.job import login_refused_at_start
+
+    monkeypatch.setattr("binance_cdc.cassandra_conn.connect", raising(wrong_password()))
+    refused = login_refused_at_start(writer_target)
+    assert isinstance(refused, LoginRefused) and str(refused) == EXECUTOR_LINE
+
+
+def test_the_stream_starts_anyway_when_cassandra_is_unreachable_or_the_login_works(writer_target, monkeypatch,
+                                                                                   caplog):
+    from binance_cdc.stream.job import login_refused_at_start
+
+    down = NoHostAvailable("Unable to connect to any servers", {"127.0.0.1:9042": OperationTimedOut("timed out")})
+    monkeypatch.setattr("binance_cdc.cassandra_conn.connect", raising(down))
+    with caplog.at_level(logging.WARNING, logger="spark_streaming"):
+        assert login_refused_at_start(writer_target) is None
+    assert "not reachable at start" in caplog.text
+
+    shut = []
+
+    class Session:
+        class cluster:
+            @staticmethod
+            def shutdown():
+                shut.append(True)
+
+    monkeypatch.setattr("binance_cdc.cassandra_conn.connect", lambda *a, **k: Session())
+    assert login_refused_at_start(writer_target) is None and shut == [True]
+
+
 def test_the_drivers_traceback_of_a_refused_login_is_not_logged_but_an_outage_still_is():
     from binance_cdc import cassandra_conn  # noqa: F401 - installs the driver's log filters
 
