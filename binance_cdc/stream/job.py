@@ -128,18 +128,14 @@ class ProgressRecorder:
         self.target = target
         self._session = None
         self._insert = None
-        self._offsets: dict[str, dict[str, int]] = {}
+        self._offsets: dict[str, dict[str, int]] | None = None  # read from the table before the first record
 
     def record(self, batch: change_log.BatchRef, offsets: dict) -> None:
         """`offsets`: {topic: {partition: next offset}} this batch reached; merged into what earlier
         batches (of this or an earlier run of the query) reached, so the row covers every partition."""
-        table = f"{self.target.cassandra.keyspace}.{change_log.STREAM_PROGRESS}"
-        if self._session is None:
-            self._session = connect_as(self.target)
-            cols = tuple(change_log.STREAM_PROGRESS_COLUMNS)
-            self._insert = self._session.prepare(
-                f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})")
-            earlier = self._session.execute(f"SELECT end_offsets FROM {table} WHERE stream_id = %s",
+        self.connect()
+        if self._offsets is None:
+            earlier = self._session.execute(f"SELECT end_offsets FROM {self._table()} WHERE stream_id = %s",
                                             (batch.stream_id,)).one()
             self._offsets = json.loads(earlier[0]) if earlier and earlier[0] else {}
         for topic, ends in offsets.items():
@@ -149,7 +145,25 @@ class ProgressRecorder:
         self._session.execute(self._insert, (batch.stream_id, batch.batch_id, datetime.now(timezone.utc),
                                              json.dumps(self._offsets, sort_keys=True)))
 
+    def connect(self) -> None:
+        """Open the session and prepare the insert, once (run() calls it before Spark starts, so a refused
+        login ends the job there; record() after a close)."""
+        if self._session is None:
+            session = connect_as(self.target)
+            cols = tuple(change_log.STREAM_PROGRESS_COLUMNS)
+            try:
+                self._insert = session.prepare(
+                    f"INSERT INTO {self._table()} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})")
+            except Exception:
+                session.cluster.shutdown()
+                raise
+            self._session = session  # only with its statement: a half-open recorder would never prepare it
+
+    def _table(self) -> str:
+        return f"{self.target.cassandra.keyspace}.{change_log.STREAM_PROGRESS}"
+
     def close(self) -> None:
+        self._offsets = None  # read again with the next session, as a new run would
         if self._session is not None:
             try:
                 self._session.cluster.shutdown()
@@ -352,12 +366,12 @@ def quiet_kafka_consumer_warning(spark) -> None:
         "org.apache.spark.sql.kafka010.consumer.KafkaDataConsumer", jvm.org.apache.logging.log4j.Level.ERROR)
 
 
-def login_refused_at_start(target: SinkTarget, connect=connect_as) -> LoginRefused | None:
-    """Log in once before Spark starts: a wrong password then ends the job in a second, whether or not a
-    batch would ever come (an idle topic never writes). Cassandra being unreachable is not decided here:
-    the batches ride that out (ride_out), so the job starts anyway."""
+def login_refused_at_start(progress: ProgressRecorder) -> LoginRefused | None:
+    """Open the progress recorder's session before Spark starts: a wrong password then ends the job in a
+    second, whether or not a batch would ever come (an idle topic never writes). Cassandra being
+    unreachable is not decided here: the batches ride that out (ride_out), so the job starts anyway."""
     try:
-        connect(target).cluster.shutdown()
+        progress.connect()
     except LoginRefused as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - an outage at start: the batches retry it within their limit
@@ -375,7 +389,8 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
     except checkpoint_lock.CheckpointInUse as exc:
         log.error("refusing to start: %s", exc)
         return EXIT_FAILED
-    refused = login_refused_at_start(sink_target(settings))
+    progress = ProgressRecorder(sink_target(settings))
+    refused = login_refused_at_start(progress)
     if refused is not None:
         log.error("refusing to start, a configuration error: %s", refused)
         if lock is not None:
@@ -392,7 +407,6 @@ def run(settings: Settings, once: bool, master: str | None) -> int:
     status = 0
     with tempfile.TemporaryDirectory(prefix="binance_cdc_job_") as tmp:
         spark.sparkContext.addPyFile(str(package_zip(Path(tmp))))
-        progress = ProgressRecorder(sink_target(settings))
         query = start_query(spark, settings, once, progress, fatal)
         try:
             if once:

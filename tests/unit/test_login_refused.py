@@ -167,24 +167,24 @@ def test_an_executor_that_cannot_log_in_fails_at_once_naming_the_variables(write
 
 
 def test_the_stream_refuses_to_start_on_a_refused_login_before_spark_starts(writer_target, monkeypatch):
-    from binance_cdc.stream.job import login_refused_at_start
+    from binance_cdc.stream.job import ProgressRecorder, login_refused_at_start
 
     monkeypatch.setattr("binance_cdc.cassandra_conn.connect", raising(wrong_password()))
-    refused = login_refused_at_start(writer_target)
+    refused = login_refused_at_start(ProgressRecorder(writer_target))
     assert isinstance(refused, LoginRefused) and str(refused) == EXECUTOR_LINE
 
 
 def test_the_stream_starts_anyway_when_cassandra_is_unreachable_or_the_login_works(writer_target, monkeypatch,
                                                                                    caplog):
-    from binance_cdc.stream.job import login_refused_at_start
+    from binance_cdc.stream.job import ProgressRecorder, login_refused_at_start
 
     down = NoHostAvailable("Unable to connect to any servers", {"127.0.0.1:9042": OperationTimedOut("timed out")})
     monkeypatch.setattr("binance_cdc.cassandra_conn.connect", raising(down))
     with caplog.at_level(logging.WARNING, logger="spark_streaming"):
-        assert login_refused_at_start(writer_target) is None
+        assert login_refused_at_start(ProgressRecorder(writer_target)) is None
     assert "not reachable at start" in caplog.text
 
-    shut = []
+    shut, prepared = [], []
 
     class Session:
         class cluster:
@@ -192,8 +192,19 @@ def test_the_stream_starts_anyway_when_cassandra_is_unreachable_or_the_login_wor
             def shutdown():
                 shut.append(True)
 
-    monkeypatch.setattr("binance_cdc.cassandra_conn.connect", lambda *a, **k: Session())
-    assert login_refused_at_start(writer_target) is None and shut == [True]
+        @staticmethod
+        def prepare(query):
+            prepared.append(query)
+            return query
+
+    connects = []
+    monkeypatch.setattr("binance_cdc.cassandra_conn.connect", lambda *a, **k: connects.append(1) or Session())
+    progress = ProgressRecorder(writer_target)
+    assert login_refused_at_start(progress) is None
+    progress.connect()  # what the first batch's record() does: the session opened at start is the one used
+    assert connects == [1] and len(prepared) == 1 and "stream_progress" in prepared[0] and shut == []
+    progress.close()
+    assert shut == [True]
 
 
 def test_the_drivers_traceback_of_a_refused_login_is_not_logged_but_an_outage_still_is():
