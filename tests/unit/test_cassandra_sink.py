@@ -289,3 +289,21 @@ def test_a_task_drops_its_messages_before_the_cyclic_collector_comes_back(monkey
             gc.disable()
     assert out[0].column(2).to_pylist() == [n]
     assert len(seen) == 1 and seen[0] < n // 10, seen
+
+
+def test_a_worker_takes_jars_off_its_import_path_and_keeps_the_zips(monkeypatch, tmp_path):
+    import sys
+    import zipfile
+
+    jar, package = tmp_path / "spark-core_2.12.jar", tmp_path / "pyspark.zip"
+    for archive in (jar, package):
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("org/apache/Thing.class" if archive == jar else "mod_in_zip.py", b"x = 1\n")
+    monkeypatch.setattr(sys, "path", [str(package), *sys.path, str(jar)])
+    monkeypatch.setattr(sys, "path_importer_cache", dict(sys.path_importer_cache))
+    __import__("importlib").util.find_spec("no_such_module_anywhere")  # makes an importer per path entry
+    sys.path_importer_cache[f"{jar}/org"] = sys.path_importer_cache[str(jar)]
+    sink_module.drop_jars_from_import_path()
+    assert str(jar) not in sys.path and str(package) in sys.path
+    assert not [k for k in sys.path_importer_cache if k.startswith(str(jar))]
+    assert str(package) in sys.path_importer_cache
