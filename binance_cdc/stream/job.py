@@ -34,13 +34,13 @@ from binance_cdc.stream import checkpoint_lock
 from binance_cdc.stream.retry import LoginRefused, Outage, StreamOutage, as_login_refused, executor_window, \
     first_line, is_auth_failure, is_sink_outage, is_transient
 from binance_cdc.stream.sink import (
-    COUNTERS, STATS_SCHEMA, Message, SinkTarget, connect_as, end_offsets, summarize, write_arrow, write_messages,
+    COUNTERS, LOGIN_GROUP, STATS_SCHEMA, Message, SinkTarget, connect_as, end_offsets, summarize, write_arrow,
+    write_messages,
 )
 
 log = logging.getLogger("spark_streaming")  # the job's log lines keep the script's name
 
 APP_NAME = "binance-cdc-stream"
-LOGIN_GROUP = "cassandra_writer"  # the role the stream writes as
 SETTINGS_GROUPS = ("kafka", "cassandra", LOGIN_GROUP, "spark")
 EXIT_FAILED = 1  # the query failed, or Cassandra stayed unreachable past STREAM_OUTAGE_LIMIT_S
 EXIT_CONFIG = 2  # a setting is missing or invalid, or Cassandra refused the login
@@ -87,8 +87,7 @@ def kafka_options(settings: Settings) -> dict[str, str]:
 def sink_target(settings: Settings) -> SinkTarget:
     """What the executors need to reach Cassandra, one typed value shipped inside the task closure."""
     return SinkTarget(settings.cassandra, settings.group(LOGIN_GROUP),
-                      window_s=executor_window(settings.spark.outage_limit_s), kafka=settings.kafka,
-                      login_group=LOGIN_GROUP)
+                      window_s=executor_window(settings.spark.outage_limit_s), kafka=settings.kafka)
 
 
 def checkpoint_location(settings: Settings) -> str:

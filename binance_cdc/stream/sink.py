@@ -93,6 +93,7 @@ MAX_ERROR_CHARS = 2000
 # Cassandra decimal scale is a signed 32-bit int (the driver packs it with struct "i").
 CQL_SCALE_RANGE = (-(2 ** 31), 2 ** 31 - 1)
 DEFAULT_CONCURRENCY = 16
+LOGIN_GROUP = "cassandra_writer"  # the settings group of the role the stream writes as
 COUNTERS = ("c", "r", "u", "d", "tombstone", "dead_letter", "t")  # t last: log lines keep their old prefix
 
 
@@ -572,7 +573,7 @@ class SinkTarget:
     concurrency: int = DEFAULT_CONCURRENCY
     window_s: float = EXECUTOR_WINDOW_MAX_S  # how long an executor retries failed writes (retry.py)
     kafka: KafkaSettings | None = None  # asked how many partitions a truncated table's topic has; None: no check
-    login_group: str = "cassandra_writer"  # the settings group of `login`: a refused login names its variables
+    login_group: str = LOGIN_GROUP  # the settings group of `login`: a refused login names its variables
 
 
 def connect_as(target: SinkTarget):
